@@ -1,0 +1,244 @@
+"""Configuration: typed schema, loading (defaults < task file < command line) and validation.
+
+The default values live in ``config/meow.yaml`` and the per-task settings in ``tasks/*.yaml``
+at the repository root; this module holds only their types and the rules they must obey.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from meow.envs.factory import ENV_KINDS
+
+ROOT = Path(os.environ.get("MEOW_ROOT", Path(__file__).resolve().parents[2]))
+"""Repository root holding ``config/`` and ``tasks/`` (override with ``MEOW_ROOT``)."""
+
+
+class ConfigError(ValueError):
+    """A bad setting: the message names the key, its value and what would be valid."""
+
+
+@dataclass
+class EnvConfig:
+    id: str = MISSING
+    kind: str = MISSING
+    aliases: list[str] = field(default_factory=list)
+    num_envs: int = MISSING
+    eval_envs: int = MISSING
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class AlgoConfig:
+    lr: float = MISSING
+    gamma: float = MISSING
+    tau: float = MISSING
+    alpha: float = MISSING
+    grad_clip: float = MISSING
+    batch_size: int = MISSING
+    updates_per_step: int = MISSING
+    log_sigma_min: float = MISSING
+    log_sigma_max: float = MISSING
+    num_couplings: int = MISSING
+    coupling_hidden: list[int] = MISSING
+    scale_hidden: list[int] = MISSING
+    shift_hidden: list[int] = MISSING
+    num_shift_heads: int = MISSING
+    reward_shifting: bool = MISSING
+    dropout: float = MISSING
+    layer_norm: bool = MISSING
+    normalize_obs: bool = MISSING
+    compile: bool = MISSING
+
+
+@dataclass
+class BufferConfig:
+    capacity: int = MISSING
+
+
+@dataclass
+class RunnerConfig:
+    total_steps: int = MISSING
+    warmup_steps: int = MISSING
+    eval_interval: int = MISSING
+    log_interval: int = MISSING
+    checkpoint_interval: int = MISSING
+    save_buffer: bool = MISSING
+    log_dir: str = MISSING
+    progress: bool = MISSING
+
+
+@dataclass
+class Config:
+    task: str = MISSING
+    seed: int = MISSING
+    device: str = MISSING
+    torch_threads: int = MISSING
+    env: EnvConfig = field(default_factory=EnvConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    buffer: BufferConfig = field(default_factory=BufferConfig)
+    runner: RunnerConfig = field(default_factory=RunnerConfig)
+
+
+def task_files(root: Path = ROOT) -> dict[str, Path]:
+    """Maps every task id and alias in ``tasks/*.yaml`` to its file."""
+    index: dict[str, Path] = {}
+    for path in sorted((root / "tasks").glob("*.yaml")):
+        env = OmegaConf.load(path).get("env", {})
+        for name in [env.get("id"), *env.get("aliases", [])]:
+            if name:
+                index[name] = path
+    return index
+
+
+def find_task(name: str, root: Path = ROOT) -> Path:
+    """The task file for an id or alias, or a ConfigError with the closest known ids."""
+    index = task_files(root)
+    if name in index:
+        return index[name]
+    close = difflib.get_close_matches(name, index, n=3, cutoff=0.6)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    raise ConfigError(f"unknown task '{name}'; {hint}known: {', '.join(sorted(index))}")
+
+
+def _flat_keys(node: Any, prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in node.items_ex(resolve=False) if isinstance(node, DictConfig) else []:
+        path = f"{prefix}{key}"
+        keys.append(path)
+        if isinstance(value, DictConfig) and path != "env.kwargs":
+            keys += _flat_keys(value, path + ".")
+    return keys
+
+
+def _merge(cfg: DictConfig, other: DictConfig | dict, source: str, key: str = "?") -> DictConfig:
+    try:
+        return OmegaConf.merge(cfg, other)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or key
+        if "Key" in type(err).__name__ or "not in struct" in str(err):
+            close = difflib.get_close_matches(key, _flat_keys(cfg), n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ConfigError(f"unknown key '{key}' in {source}{hint}") from None
+        reason = (getattr(err, "msg", None) or str(err) or type(err).__name__).splitlines()[0]
+        raise ConfigError(f"bad value for '{key}' in {source}: {reason}") from None
+
+
+def load_config(task: str, overrides: list[str] | tuple[str, ...] = (), root: Path = ROOT) -> DictConfig:
+    """Builds the run's config: ``config/meow.yaml`` < ``tasks/<task>.yaml`` < ``overrides``.
+
+    Args:
+        task: a task id or alias (see ``tasks/``).
+        overrides: ``key=value`` strings, e.g. ``algo.lr=3e-4``.
+        root: repository root holding ``config/`` and ``tasks/``.
+
+    Raises:
+        ConfigError: unknown task or key, a value of the wrong type, or one that breaks a rule.
+    """
+    defaults_path = root / "config" / "meow.yaml"
+    if not defaults_path.is_file():
+        raise ConfigError(f"defaults file {defaults_path} not found; set MEOW_ROOT to the repository root")
+    cfg = OmegaConf.structured(Config)
+    cfg = _merge(cfg, OmegaConf.load(defaults_path), str(defaults_path))
+    task_path = find_task(task, root)
+    cfg = _merge(cfg, OmegaConf.load(task_path), str(task_path))
+    cfg.task = task_path.stem
+    cfg.env.id = task
+    cfg = _apply_overrides(cfg, overrides, frozen=("task", "env.id", "env.kind"))
+    validate(cfg)
+    return cfg
+
+
+def _apply_overrides(
+    cfg: DictConfig, overrides: list[str] | tuple[str, ...], frozen: tuple[str, ...]
+) -> DictConfig:
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' is not of the form key=value")
+        key = item.split("=", 1)[0].strip()
+        if key in frozen:
+            raise ConfigError(f"{key} cannot be overridden here; choose the task with --task")
+        cfg = _merge(cfg, OmegaConf.from_dotlist([item]), f"override '{item}'", key)
+    return cfg
+
+
+def config_from_checkpoint(saved: dict, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
+    """Rebuilds a run's config from the copy stored in its checkpoint, then applies ``overrides``."""
+    cfg = _merge(OmegaConf.structured(Config), saved, "the checkpoint's config")
+    cfg = _apply_overrides(cfg, overrides, frozen=("task", "env.id", "env.kind"))
+    validate(cfg)
+    return cfg
+
+
+def _check(ok: bool, key: str, value: Any, valid: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}={value} is invalid; valid: {valid}")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Checks every rule a setting must obey; raises ConfigError naming the first broken one."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(f"settings without a value: {', '.join(missing)}")
+    a, r, e = cfg.algo, cfg.runner, cfg.env
+    _check(e.kind in ENV_KINDS, "env.kind", e.kind, " | ".join(ENV_KINDS))
+    _check(e.num_envs >= 1, "env.num_envs", e.num_envs, "an integer >= 1")
+    _check(e.eval_envs >= 0, "env.eval_envs", e.eval_envs, "an integer >= 0 (0 disables evaluation)")
+    _check(a.lr > 0, "algo.lr", a.lr, "a number > 0")
+    _check(0 <= a.gamma < 1, "algo.gamma", a.gamma, "a number in [0, 1)")
+    _check(0 < a.tau <= 1, "algo.tau", a.tau, "a number in (0, 1]")
+    _check(a.alpha > 0, "algo.alpha", a.alpha, "a number > 0")
+    _check(a.grad_clip > 0, "algo.grad_clip", a.grad_clip, "a number > 0")
+    _check(a.batch_size >= 1, "algo.batch_size", a.batch_size, "an integer >= 1")
+    _check(a.updates_per_step >= 1, "algo.updates_per_step", a.updates_per_step, "an integer >= 1")
+    _check(
+        a.log_sigma_min < a.log_sigma_max,
+        "algo.log_sigma_min",
+        a.log_sigma_min,
+        f"a number below algo.log_sigma_max={a.log_sigma_max}",
+    )
+    _check(a.num_couplings >= 1, "algo.num_couplings", a.num_couplings, "an integer >= 1")
+    for key in ("coupling_hidden", "scale_hidden", "shift_hidden"):
+        sizes = list(a[key])
+        _check(all(s >= 1 for s in sizes), f"algo.{key}", sizes, "a list of positive layer sizes")
+    _check(a.num_shift_heads >= 1, "algo.num_shift_heads", a.num_shift_heads, "an integer >= 1")
+    _check(0 <= a.dropout < 1, "algo.dropout", a.dropout, "a number in [0, 1)")
+    _check(cfg.buffer.capacity >= 1, "buffer.capacity", cfg.buffer.capacity, "an integer >= 1")
+    _check(
+        a.batch_size <= cfg.buffer.capacity,
+        "algo.batch_size",
+        a.batch_size,
+        f"at most buffer.capacity={cfg.buffer.capacity}",
+    )
+    _check(r.total_steps >= 1, "runner.total_steps", r.total_steps, "an integer >= 1")
+    _check(r.warmup_steps >= 0, "runner.warmup_steps", r.warmup_steps, "an integer >= 0")
+    for key in ("eval_interval", "log_interval", "checkpoint_interval"):
+        _check(r[key] >= 1, f"runner.{key}", r[key], "an integer >= 1 (env steps)")
+    _check(cfg.torch_threads >= 0, "torch_threads", cfg.torch_threads, "an integer >= 0 (0 keeps torch's)")
+    check_device(cfg.device)
+
+
+def check_device(device: str) -> torch.device:
+    """Parses ``device`` and checks that this machine has it."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device={device} is invalid; valid: cpu, cuda, cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device={device} is invalid: no CUDA device is visible; valid here: cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device={device} is invalid; valid: cuda:0..cuda:{torch.cuda.device_count() - 1}"
+            )
+    elif dev.type != "cpu":
+        raise ConfigError(f"device={device} is invalid; valid: cpu, cuda, cuda:N")
+    return dev

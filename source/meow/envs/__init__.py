@@ -1,0 +1,8 @@
+"""Environments that speak the batched-tensor protocol of :class:`meow.envs.VecEnv`."""
+
+from __future__ import annotations
+
+from meow.envs.factory import make_env
+from meow.envs.protocol import StepResult, VecEnv
+
+__all__ = ["StepResult", "VecEnv", "make_env"]

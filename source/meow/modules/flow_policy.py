@@ -1,0 +1,141 @@
+"""The state-conditioned energy-based normalizing flow: policy, soft Q and soft V at once."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from meow.flows import AdditiveCoupling, StateScaling, TanhSquash, Transform
+from meow.modules.layers import EnsembleMLP
+
+
+class FlowPolicy(nn.Module):
+    """MEow's flow ``pi(a|s)`` with ``Q(s,a) - V(s) = alpha * log pi(a|s)`` exactly.
+
+    Sampling direction ``u -> a``: a standard normal ``u`` is scaled by ``sigma(s)``
+    (the prior ``N(0, sigma(s)^2)``, the only layer whose Jacobian is independent of
+    the action), shifted by additive couplings with alternating masks (volume
+    preserving) and squashed by ``tanh``. In the density direction the log-density
+    splits into an energy part (the Gaussian kernel and the non-linear layers' log-det)
+    and a normalizing constant (the state-only log-det and the Gaussian constant):
+
+        Q_k(s,a) = alpha * (-|u|^2 / 2 + sum_{S_n} ladj + b_k(s))
+        V_k(s)   = alpha * (d/2 log 2pi - sum_{S_l} ladj + b_k(s))
+
+    ``b_k`` are the learnable reward-shifting heads (LRS); with two heads the target
+    takes the smaller value (shifting-based clipped double Q). ``V`` is computed from
+    the state-only layers and the shift heads, without running the couplings.
+
+    Args:
+        obs_dim: observation size.
+        action_dim: action size ``d``.
+        alpha: entropy temperature (fixed).
+        log_sigma_min: lower bound of the prior's log-sigma.
+        log_sigma_max: upper bound of the prior's log-sigma.
+        num_couplings: number of additive coupling layers (masks alternate).
+        coupling_hidden: hidden sizes of each coupling's shift network.
+        scale_hidden: hidden sizes of the log-sigma network.
+        shift_hidden: hidden sizes of each reward-shifting head.
+        num_shift_heads: number of reward-shifting heads (2 for clipped double Q).
+        reward_shifting: if False, ``b_k = 0`` (the ablation without LRS).
+        dropout: dropout in the coupling networks.
+        layer_norm: LayerNorm in the coupling networks.
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        *,
+        alpha: float,
+        log_sigma_min: float,
+        log_sigma_max: float,
+        num_couplings: int = 4,
+        coupling_hidden: tuple[int, ...] = (64, 64),
+        scale_hidden: tuple[int, ...] = (64, 64),
+        shift_hidden: tuple[int, ...] = (256, 256),
+        num_shift_heads: int = 2,
+        reward_shifting: bool = True,
+        dropout: float = 0.1,
+        layer_norm: bool = True,
+    ) -> None:
+        super().__init__()
+        self.obs_dim = obs_dim
+        self.action_dim = action_dim
+        self.num_shift_heads = num_shift_heads
+        self.register_buffer("alpha", torch.tensor(float(alpha)))
+        self.scaling = StateScaling(action_dim, obs_dim, log_sigma_min, log_sigma_max, scale_hidden)
+        mask = torch.arange(action_dim) % 2 == 0
+        self.couplings = nn.ModuleList(
+            AdditiveCoupling(mask if k % 2 == 0 else ~mask, obs_dim, coupling_hidden, dropout, layer_norm)
+            for k in range(num_couplings)
+        )
+        self.squash = TanhSquash()
+        self.shift = EnsembleMLP(num_shift_heads, obs_dim, shift_hidden, 1) if reward_shifting else None
+        self._log_norm_const = 0.5 * action_dim * math.log(2.0 * math.pi)
+
+    @property
+    def transforms(self) -> list[Transform]:
+        """The layers in the sampling direction (latent to action)."""
+        return [self.scaling, *self.couplings, self.squash]
+
+    def shift_values(self, obs: Tensor) -> Tensor:
+        """Reward-shifting heads ``b_k(s)``, shaped ``(heads, B)``."""
+        if self.shift is None:
+            return obs.new_zeros(self.num_shift_heads, obs.shape[0])
+        return self.shift(obs).squeeze(-1)
+
+    def _to_action(self, u: Tensor, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """Pushes a standard-normal latent through the flow; returns ``(a, ladj)``."""
+        x, total = u, torch.zeros_like(u[..., 0])
+        for transform in self.transforms:
+            x, ladj = transform(x, obs)
+            total = total + ladj
+        return x, total
+
+    def _to_latent(self, action: Tensor, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Inverts the flow; returns ``(u, energy ladj, state-only ladj)`` of ``du/da``."""
+        x = action
+        energy = torch.zeros_like(action[..., 0])
+        constant = torch.zeros_like(energy)
+        for transform in reversed(self.transforms):
+            x, ladj = transform.inverse(x, obs)
+            if transform.state_only_ladj:
+                constant = constant + ladj
+            else:
+                energy = energy + ladj
+        return x, energy, constant
+
+    def _gaussian_log_kernel(self, u: Tensor) -> Tensor:
+        return -0.5 * u.square().sum(-1)
+
+    def sample(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """Draws ``a ~ pi(.|s)``; returns ``(action, log pi(a|s))``."""
+        u = torch.randn(obs.shape[0], self.action_dim, device=obs.device, dtype=obs.dtype)
+        action, ladj = self._to_action(u, obs)
+        return action, self._gaussian_log_kernel(u) - self._log_norm_const - ladj
+
+    def deterministic(self, obs: Tensor) -> Tensor:
+        """The action of the latent ``u = 0``: ``tanh(couplings(0; s))``."""
+        u = obs.new_zeros(obs.shape[0], self.action_dim)
+        return self._to_action(u, obs)[0]
+
+    def log_prob(self, obs: Tensor, action: Tensor) -> Tensor:
+        """``log pi(a|s)`` for actions in ``(-1, 1)``."""
+        u, energy, constant = self._to_latent(action, obs)
+        return self._gaussian_log_kernel(u) - self._log_norm_const + energy + constant
+
+    def q_values(self, obs: Tensor, action: Tensor) -> Tensor:
+        """Soft Q of every shift head, shaped ``(heads, B)``."""
+        u, energy, _ = self._to_latent(action, obs)
+        return self.alpha * (self._gaussian_log_kernel(u) + energy + self.shift_values(obs))
+
+    def values(self, obs: Tensor) -> Tensor:
+        """Soft V of every shift head in closed form, shaped ``(heads, B)``.
+
+        Only the state-only layers and the shift heads run: the couplings are not needed.
+        """
+        constant = sum(t.inverse_ladj(obs) for t in self.transforms if t.state_only_ladj)
+        return self.alpha * (self._log_norm_const - constant + self.shift_values(obs))

@@ -1,0 +1,114 @@
+"""Building blocks: learnable-beta Swish, MLPs, and stacked (ensemble) MLPs."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+
+class Swish(nn.Module):
+    """``x * sigmoid(beta * x)`` with one learnable ``beta`` per unit (initialised to 1).
+
+    Args:
+        features: number of units.
+        heads: when given, one ``beta`` per head and unit, for inputs shaped ``(heads, B, features)``.
+    """
+
+    def __init__(self, features: int, heads: int | None = None) -> None:
+        super().__init__()
+        shape = (features,) if heads is None else (heads, 1, features)
+        self.beta = nn.Parameter(torch.ones(shape))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * torch.sigmoid(self.beta * x)
+
+
+def _init_linear(layer: nn.Linear, init: str) -> None:
+    if init == "orthogonal":
+        nn.init.orthogonal_(layer.weight)
+        nn.init.zeros_(layer.bias)
+    elif init == "zeros":
+        # Weights only: biases keep PyTorch's default uniform init, as in the reference.
+        nn.init.zeros_(layer.weight)
+    elif init != "default":
+        raise ValueError(f"unknown init '{init}'; valid: orthogonal, zeros, default")
+
+
+def mlp(
+    in_dim: int,
+    hidden: tuple[int, ...],
+    out_dim: int,
+    *,
+    layer_norm: bool = False,
+    dropout: float = 0.0,
+    init: str = "default",
+) -> nn.Sequential:
+    """``Linear -> [LayerNorm] -> Swish -> [Dropout]`` per hidden layer, then a Linear.
+
+    Args:
+        in_dim: input size.
+        hidden: hidden layer sizes.
+        out_dim: output size.
+        layer_norm: LayerNorm after each hidden linear.
+        dropout: dropout probability after each hidden activation (0 disables it).
+        init: ``orthogonal`` (weights orthogonal, biases zero), ``zeros`` (weights zero)
+            or ``default`` (PyTorch's).
+    """
+    layers: list[nn.Module] = []
+    last = in_dim
+    for width in hidden:
+        layers.append(nn.Linear(last, width))
+        if layer_norm:
+            layers.append(nn.LayerNorm(width))
+        layers.append(Swish(width))
+        if dropout > 0.0:
+            layers.append(nn.Dropout(dropout))
+        last = width
+    layers.append(nn.Linear(last, out_dim))
+    for layer in layers:
+        if isinstance(layer, nn.Linear):
+            _init_linear(layer, init)
+    return nn.Sequential(*layers)
+
+
+class EnsembleLinear(nn.Module):
+    """``heads`` independent linear layers evaluated side by side with one batched matmul.
+
+    Input ``(B, in)`` is shared by all heads; input ``(heads, B, in)`` gives each head its
+    own. Output is ``(heads, B, out)``. Weights start at zero; biases use PyTorch's
+    default ``U(-1/sqrt(in), 1/sqrt(in))``.
+    """
+
+    def __init__(self, heads: int, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(heads, in_dim, out_dim))
+        bound = 1.0 / math.sqrt(in_dim)
+        self.bias = nn.Parameter(torch.empty(heads, 1, out_dim).uniform_(-bound, bound))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() == 2:
+            x = x.unsqueeze(0).expand(self.weight.shape[0], -1, -1)
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class EnsembleMLP(nn.Module):
+    """``heads`` MLPs ``in -> hidden -> out`` with Swish, zero-initialised weights.
+
+    Returns ``(heads, B, out)``. Used for the twin reward-shifting networks, so both
+    heads are one stacked computation rather than two passes or a duplicated batch.
+    """
+
+    def __init__(self, heads: int, in_dim: int, hidden: tuple[int, ...], out_dim: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        last = in_dim
+        for width in hidden:
+            layers += [EnsembleLinear(heads, last, width), Swish(width, heads=heads)]
+            last = width
+        layers.append(EnsembleLinear(heads, last, out_dim))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)

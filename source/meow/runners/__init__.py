@@ -1,0 +1,8 @@
+"""The training loop that ties environment, learner, replay buffer and logging together."""
+
+from __future__ import annotations
+
+from meow.runners.checkpoint import CheckpointError, find_checkpoint, read_checkpoint
+from meow.runners.off_policy_runner import OffPolicyRunner
+
+__all__ = ["CheckpointError", "OffPolicyRunner", "find_checkpoint", "read_checkpoint"]

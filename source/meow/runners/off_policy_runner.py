@@ -1,0 +1,328 @@
+"""The off-policy training loop: collect, store, update, evaluate, log, checkpoint."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
+from tqdm import tqdm
+
+from meow.algorithms import MEow
+from meow.envs.protocol import VecEnv
+from meow.modules import EmpiricalNormalization, FlowPolicy
+from meow.runners.checkpoint import FORMAT, CheckpointError
+from meow.storage import ReplayBuffer
+from meow.utils.io import atomic_torch_save
+from meow.utils.seeding import get_rng_state, seed_everything, set_rng_state
+
+
+def build_policy(cfg: DictConfig, obs_dim: int, action_dim: int) -> FlowPolicy:
+    """The flow described by ``cfg.algo``."""
+    a = cfg.algo
+    return FlowPolicy(
+        obs_dim,
+        action_dim,
+        alpha=a.alpha,
+        log_sigma_min=a.log_sigma_min,
+        log_sigma_max=a.log_sigma_max,
+        num_couplings=a.num_couplings,
+        coupling_hidden=tuple(a.coupling_hidden),
+        scale_hidden=tuple(a.scale_hidden),
+        shift_hidden=tuple(a.shift_hidden),
+        num_shift_heads=a.num_shift_heads,
+        reward_shifting=a.reward_shifting,
+        dropout=a.dropout,
+        layer_norm=a.layer_norm,
+    )
+
+
+class OffPolicyRunner:
+    """Trains MEow on a :class:`~meow.envs.VecEnv`.
+
+    Each iteration steps all envs once (uniform random actions during warm-up, then
+    samples of the flow), stores the transitions with their true next observations, and
+    runs ``algo.updates_per_step`` updates. Every ``runner.*_interval`` env steps it logs,
+    evaluates the deterministic policy on the eval envs, and writes a checkpoint.
+
+    Args:
+        cfg: the validated run config (:func:`meow.config.load_config`).
+        env: training environments.
+        eval_env: evaluation environments (one deterministic episode each), or None.
+        log_dir: run directory for TensorBoard events, the config dump and checkpoints;
+            None keeps everything in memory.
+    """
+
+    def __init__(
+        self,
+        cfg: DictConfig,
+        env: VecEnv,
+        eval_env: VecEnv | None = None,
+        log_dir: str | Path | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.device = torch.device(cfg.device)
+        if cfg.torch_threads > 0:
+            torch.set_num_threads(cfg.torch_threads)
+        seed_everything(cfg.seed)
+        self.env = env
+        self.eval_env = eval_env
+        self.log_dir = Path(log_dir) if log_dir is not None else None
+        a = cfg.algo
+        policy = build_policy(cfg, env.obs_dim, env.action_dim).to(self.device)
+        normalizer = EmpiricalNormalization(env.obs_dim).to(self.device) if a.normalize_obs else None
+        self.alg = MEow(
+            policy, normalizer, lr=a.lr, gamma=a.gamma, tau=a.tau, grad_clip=a.grad_clip, compile=a.compile
+        )
+        self.buffer = ReplayBuffer(
+            cfg.buffer.capacity,
+            env.num_envs,
+            env.obs_dim,
+            env.action_dim,
+            self.device,
+            verbose=cfg.runner.progress,
+        )
+        self.global_step = 0
+        """Environment steps taken so far, summed over the parallel envs."""
+        self.num_updates = 0
+        self.num_evals = 0
+        self._obs: Tensor | None = None
+        n = env.num_envs
+        self._episode_return = torch.zeros(n, device=self.device)
+        self._episode_length = torch.zeros(n, device=self.device)
+        self._writer = None
+        self.last_eval: tuple[float, float] | None = None
+        """Mean and standard deviation of the latest evaluation's returns."""
+
+    # ------------------------------------------------------------------ logging
+    @property
+    def writer(self):
+        """TensorBoard writer, created on first use (None without a log directory)."""
+        if self._writer is None and self.log_dir is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(self.log_dir))
+        return self._writer
+
+    def _scalar(self, tag: str, value: float) -> None:
+        if self.writer is not None:
+            self.writer.add_scalar(tag, value, self.global_step)
+
+    # --------------------------------------------------------------- evaluation
+    @torch.no_grad()
+    def evaluate(self, max_steps: int = 100_000) -> tuple[float, float]:
+        """Runs one deterministic episode in each eval env; returns mean and std of the returns."""
+        env = self.eval_env
+        if env is None:
+            raise RuntimeError("no evaluation environment was given")
+        obs = env.reset(seed=self.cfg.seed + 10_000 + self.num_evals)
+        returns = torch.zeros(env.num_envs, device=env.device)
+        running = torch.ones(env.num_envs, dtype=torch.bool, device=env.device)
+        for _ in range(max_steps):
+            result = env.step(self.alg.act(obs.to(self.device), deterministic=True))
+            returns += result.rewards * running
+            running &= ~(result.terminated | result.truncated)
+            obs = result.obs
+            if not running.any():
+                break
+        else:
+            raise RuntimeError(f"evaluation episodes did not end within {max_steps} steps")
+        self.num_evals += 1
+        mean, std = returns.mean().item(), returns.std(unbiased=False).item()
+        self.last_eval = (mean, std)
+        return mean, std
+
+    # ----------------------------------------------------------------- training
+    def _crossed(self, before: int, interval: int) -> bool:
+        return self.global_step // interval > before // interval
+
+    def _check_finite(self) -> None:
+        if self.alg.nonfinite.item():
+            raise FloatingPointError(
+                f"non-finite loss or gradient norm in the updates up to env step {self.global_step:,}; "
+                "stopped without writing a checkpoint (earlier ones are kept). Lower algo.lr or "
+                "algo.alpha, or turn on algo.normalize_obs"
+            )
+
+    def learn(self) -> dict[str, float]:
+        """Trains until ``runner.total_steps`` env steps; returns the last logged scalars."""
+        cfg, r = self.cfg, self.cfg.runner
+        env, n = self.env, self.env.num_envs
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            OmegaConf.save(cfg, self.log_dir / "config.yaml")
+        if self._obs is None:
+            self._obs = env.reset(seed=cfg.seed).to(self.device)
+        window = torch.zeros(3, device=self.device)  # finished-episode return sum, length sum, count
+        metrics: dict[str, Tensor] = {}
+        logged: dict[str, float] = {}
+        t_window, steps_window = time.perf_counter(), self.global_step
+        bar = tqdm(
+            total=r.total_steps,
+            initial=self.global_step,
+            disable=not r.progress,
+            unit="step",
+            dynamic_ncols=True,
+            desc=f"meow {cfg.env.id}",
+        )
+        while self.global_step < r.total_steps:
+            obs = self._obs
+            if self.global_step < r.warmup_steps:
+                actions = torch.rand(n, env.action_dim, device=self.device) * 2.0 - 1.0
+            else:
+                actions = self.alg.act(obs)
+            result = env.step(actions)
+            if cfg.algo.normalize_obs:
+                self.alg.normalizer.update(obs)
+            self.buffer.add(
+                obs, actions, result.rewards, result.next_obs, result.terminated, result.truncated
+            )
+            self._obs = result.obs
+
+            done = result.terminated | result.truncated
+            self._episode_return += result.rewards
+            self._episode_length += 1
+            # Masked sums, not boolean indexing: no host synchronisation on GPU.
+            window += torch.stack(
+                ((self._episode_return * done).sum(), (self._episode_length * done).sum(), done.sum().float())
+            )
+            self._episode_return.masked_fill_(done, 0.0)
+            self._episode_length.masked_fill_(done, 0.0)
+
+            before = self.global_step
+            self.global_step += n
+            bar.update(n)
+            if self.global_step > r.warmup_steps and len(self.buffer) >= cfg.algo.batch_size:
+                for _ in range(cfg.algo.updates_per_step):
+                    metrics = self.alg.update(self.buffer.sample(cfg.algo.batch_size))
+                    self.num_updates += 1
+
+            if self._crossed(before, r.log_interval):
+                self._check_finite()
+                now = time.perf_counter()
+                sps = (self.global_step - steps_window) / max(now - t_window, 1e-9)
+                t_window, steps_window = now, self.global_step
+                logged = {f"losses/{k}": v.item() for k, v in metrics.items()}
+                logged["charts/SPS"] = sps
+                ret_sum, len_sum, count = window.tolist()
+                if count > 0:
+                    logged["charts/episodic_return"] = ret_sum / count
+                    logged["charts/episodic_length"] = len_sum / count
+                window.zero_()
+                if metrics:
+                    logged["policy/entropy"] = self._entropy(obs)
+                for tag, value in logged.items():
+                    self._scalar(tag, value)
+                bar.set_postfix(self._postfix(logged), refresh=False)
+            if self.eval_env is not None and self._crossed(before, r.eval_interval):
+                mean, std = self.evaluate()
+                self._scalar("eval/return_mean", mean)
+                self._scalar("eval/return_std", std)
+                logged["eval/return_mean"] = mean
+                bar.set_postfix(self._postfix(logged), refresh=False)
+            if self._crossed(before, r.checkpoint_interval) and self.global_step < r.total_steps:
+                self.save()
+        bar.close()
+        self._check_finite()
+        if self.log_dir is not None:
+            self.save()
+        if self._writer is not None:
+            self._writer.flush()
+        return logged
+
+    @torch.no_grad()
+    def _entropy(self, obs: Tensor) -> float:
+        """Monte Carlo estimate of the policy's entropy at the current observations."""
+        self.alg.policy.eval()
+        return -self.alg.policy.sample(self.alg.normalizer(obs))[1].mean().item()
+
+    @staticmethod
+    def _postfix(logged: dict[str, float]) -> dict[str, str]:
+        names = {"charts/episodic_return": "return", "eval/return_mean": "eval", "charts/SPS": "sps"}
+        return {short: f"{logged[k]:.1f}" for k, short in names.items() if k in logged}
+
+    # -------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict:
+        """Everything needed to resume: weights, optimizer, normalizer, counters, RNG, env."""
+        env_state = self.env.state_dict() if hasattr(self.env, "state_dict") else None
+        return {
+            "format": FORMAT,
+            "task": self.cfg.task,
+            "env_id": self.cfg.env.id,
+            "obs_dim": self.env.obs_dim,
+            "action_dim": self.env.action_dim,
+            "config": OmegaConf.to_container(self.cfg, resolve=True),
+            "global_step": self.global_step,
+            "num_updates": self.num_updates,
+            "num_evals": self.num_evals,
+            "learner": self.alg.state_dict(),
+            "rng": get_rng_state(),
+            "obs": self._obs,
+            "episode_return": self._episode_return,
+            "episode_length": self._episode_length,
+            "env_state": env_state,
+        }
+
+    def save(self, path: str | Path | None = None) -> Path:
+        """Writes a checkpoint (``model_<step>.pt`` in the run directory by default).
+
+        With ``runner.save_buffer`` the replay buffer goes to ``replay_buffer.pt`` beside it.
+        """
+        self._check_finite()
+        if path is None:
+            if self.log_dir is None:
+                raise ValueError("no path given and the runner has no log directory")
+            path = self.log_dir / f"model_{self.global_step}.pt"
+        path = Path(path)
+        atomic_torch_save(self.state_dict(), path)
+        if self.cfg.runner.save_buffer:
+            atomic_torch_save(
+                {"global_step": self.global_step, **self.buffer.state_dict()},
+                path.parent / "replay_buffer.pt",
+            )
+        return path
+
+    def load(self, ckpt: dict) -> None:
+        """Restores a checkpoint read by :func:`meow.runners.read_checkpoint` into this runner."""
+        src = ckpt.get("path", "checkpoint")
+        if ckpt["task"] != self.cfg.task or (ckpt["obs_dim"], ckpt["action_dim"]) != (
+            self.env.obs_dim,
+            self.env.action_dim,
+        ):
+            raise CheckpointError(
+                f"{src} was trained on {ckpt['env_id']} (obs {ckpt['obs_dim']}, act {ckpt['action_dim']}) "
+                f"but this run is {self.cfg.env.id} (obs {self.env.obs_dim}, act {self.env.action_dim})"
+            )
+        try:
+            self.alg.load_state_dict(ckpt["learner"])
+        except (RuntimeError, KeyError, ValueError) as err:
+            first = str(err).strip().splitlines()[0]
+            raise CheckpointError(
+                f"{src} holds a network that does not match this run's algo settings: {first}"
+            ) from None
+        self.global_step = ckpt["global_step"]
+        self.num_updates = ckpt["num_updates"]
+        self.num_evals = ckpt["num_evals"]
+        set_rng_state(ckpt["rng"])
+        restorable = ckpt["env_state"] is not None and hasattr(self.env, "load_state_dict")
+        if restorable:
+            self.env.load_state_dict(ckpt["env_state"])
+            self._obs = ckpt["obs"].to(self.device)
+            self._episode_return.copy_(ckpt["episode_return"])
+            self._episode_length.copy_(ckpt["episode_length"])
+        else:
+            # Simulator state is not saved: start fresh episodes from here.
+            self._obs = self.env.reset(seed=self.cfg.seed + self.global_step).to(self.device)
+        buffer_path = Path(src).parent / "replay_buffer.pt"
+        if buffer_path.is_file():
+            data = torch.load(buffer_path, map_location=self.device, weights_only=False)
+            if data["global_step"] == self.global_step:
+                self.buffer.load_state_dict(data)
+                return
+        if self.cfg.runner.progress:
+            print(
+                f"[meow] no replay buffer saved for step {self.global_step:,} beside {src}; "
+                "it refills before updates resume"
+            )

@@ -1,0 +1,180 @@
+"""A pre-allocated, device-resident ring buffer shaped for many parallel environments."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+
+class TransitionBatch(NamedTuple):
+    """A batch of transitions; every field has the batch size as its first dimension."""
+
+    obs: Tensor
+    actions: Tensor
+    rewards: Tensor
+    next_obs: Tensor
+    """The true next observation: for a finished episode, its final observation (not the reset one)."""
+    terminated: Tensor
+    """1.0 where the episode ended in a terminal state (no bootstrap), else 0.0."""
+    truncated: Tensor
+    """True where the episode was cut by a time limit (still bootstrapped)."""
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes that can still be allocated on ``device``, or None when it cannot be told."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    if device.type == "cpu":
+        try:
+            with open("/proc/meminfo") as f:
+                for line in f:
+                    if line.startswith("MemAvailable:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        try:
+            return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            return None
+    return None
+
+
+class ReplayBuffer:
+    """Ring buffer of ``(capacity_per_env, num_envs)`` transitions, allocated once on ``device``.
+
+    Each :meth:`add` writes one vectorized step (one transition per env) at the same ring
+    position; the oldest step is overwritten when full. :meth:`sample` draws uniformly
+    over all stored ``(step, env)`` pairs.
+
+    Args:
+        capacity: total transitions to keep (rounded up to a multiple of ``num_envs``).
+        num_envs: parallel environments per :meth:`add`.
+        obs_dim: observation size.
+        action_dim: action size.
+        device: where the storage lives.
+        max_memory_fraction: refuse to allocate more than this fraction of the free memory.
+        verbose: print the footprint at creation.
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        num_envs: int,
+        obs_dim: int,
+        action_dim: int,
+        device: str | torch.device = "cpu",
+        max_memory_fraction: float = 0.9,
+        verbose: bool = True,
+    ) -> None:
+        if capacity < 1 or num_envs < 1:
+            raise ValueError(f"replay buffer capacity={capacity} and num_envs={num_envs} must be >= 1")
+        self.device = torch.device(device)
+        self.num_envs = num_envs
+        self.capacity_per_env = math.ceil(capacity / num_envs)
+        self.obs_dim = obs_dim
+        self.action_dim = action_dim
+        n = self.capacity_per_env
+        needed = self.nbytes_for(n * num_envs, obs_dim, action_dim)
+        free = available_memory(self.device)
+        if free is not None and needed > max_memory_fraction * free:
+            raise MemoryError(
+                f"replay buffer of {n * num_envs:,} transitions needs {needed / 2**30:.2f} GiB "
+                f"on {self.device} but only {free / 2**30:.2f} GiB is free; lower buffer.capacity to at most "
+                f"{int(max_memory_fraction * free / (needed / (n * num_envs))):,}"
+            )
+        shape = (n, num_envs)
+        kw = {"device": self.device}
+        self.obs = torch.zeros(*shape, obs_dim, dtype=torch.float32, **kw)
+        self.actions = torch.zeros(*shape, action_dim, dtype=torch.float32, **kw)
+        self.rewards = torch.zeros(shape, dtype=torch.float32, **kw)
+        self.next_obs = torch.zeros(*shape, obs_dim, dtype=torch.float32, **kw)
+        self.terminated = torch.zeros(shape, dtype=torch.float32, **kw)
+        self.truncated = torch.zeros(shape, dtype=torch.bool, **kw)
+        self.pos = 0
+        self.full = False
+        if verbose:
+            print(
+                f"[meow] replay buffer: {n * num_envs:,} transitions ({num_envs} envs x {n:,}) "
+                f"on {self.device}, {needed / 2**20:.1f} MiB"
+            )
+
+    @staticmethod
+    def nbytes_for(transitions: int, obs_dim: int, action_dim: int) -> int:
+        """Bytes that a buffer of ``transitions`` takes: two observations, an action,
+        reward and terminated as float32, and truncated as one byte."""
+        return transitions * ((2 * obs_dim + action_dim + 2) * 4 + 1)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes allocated by this buffer."""
+        return self.nbytes_for(self.capacity_per_env * self.num_envs, self.obs_dim, self.action_dim)
+
+    def __len__(self) -> int:
+        """Number of stored transitions."""
+        return (self.capacity_per_env if self.full else self.pos) * self.num_envs
+
+    def add(
+        self,
+        obs: Tensor,
+        actions: Tensor,
+        rewards: Tensor,
+        next_obs: Tensor,
+        terminated: Tensor,
+        truncated: Tensor,
+    ) -> None:
+        """Stores one vectorized step: every argument has ``num_envs`` as its first dimension."""
+        i = self.pos
+        self.obs[i] = obs
+        self.actions[i] = actions
+        self.rewards[i] = rewards
+        self.next_obs[i] = next_obs
+        self.terminated[i] = terminated
+        self.truncated[i] = truncated
+        self.pos = (i + 1) % self.capacity_per_env
+        self.full = self.full or self.pos == 0
+
+    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> TransitionBatch:
+        """Draws ``batch_size`` transitions uniformly, with replacement."""
+        steps = self.capacity_per_env if self.full else self.pos
+        if steps == 0:
+            raise RuntimeError("cannot sample from an empty replay buffer")
+        flat = torch.randint(steps * self.num_envs, (batch_size,), device=self.device, generator=generator)
+        step, env = flat // self.num_envs, flat % self.num_envs
+        return TransitionBatch(
+            self.obs[step, env],
+            self.actions[step, env],
+            self.rewards[step, env],
+            self.next_obs[step, env],
+            self.terminated[step, env],
+            self.truncated[step, env],
+        )
+
+    def state_dict(self) -> dict:
+        """The stored transitions and the ring position (only the filled part)."""
+        steps = self.capacity_per_env if self.full else self.pos
+        data = {k: getattr(self, k)[:steps].clone() for k in self._fields}
+        return {
+            "pos": self.pos,
+            "full": self.full,
+            "capacity_per_env": self.capacity_per_env,
+            "num_envs": self.num_envs,
+            **data,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restores :meth:`state_dict` into a buffer of the same shape."""
+        if (state["capacity_per_env"], state["num_envs"]) != (self.capacity_per_env, self.num_envs):
+            raise ValueError(
+                f"replay buffer state is {state['num_envs']} envs x {state['capacity_per_env']:,} but this "
+                f"buffer is {self.num_envs} envs x {self.capacity_per_env:,}"
+            )
+        for k in self._fields:
+            src = state[k]
+            getattr(self, k)[: src.shape[0]] = src.to(self.device)
+        self.pos, self.full = int(state["pos"]), bool(state["full"])
+
+    _fields = ("obs", "actions", "rewards", "next_obs", "terminated", "truncated")

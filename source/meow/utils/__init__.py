@@ -1,0 +1,1 @@
+"""Seeding, RNG state capture and safe file writing."""
