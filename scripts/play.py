@@ -1,0 +1,130 @@
+"""Evaluate a trained MEow policy deterministically.
+
+    python scripts/play.py logs/meow/Hopper-v5/<timestamp>            # latest checkpoint of a run
+    python scripts/play.py logs/meow/Hopper-v5/<timestamp>/model_100000.pt --episodes 20
+    python scripts/play.py <run> --video      # also record the first episode to <run>/videos/
+    python scripts/play.py <run> --export     # also write <run>/exported/policy.pt (TorchScript)
+
+Reports the mean and standard deviation of the return of the deterministic action
+(the flow's image of the latent z = 0), one episode per evaluation environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "source"))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("checkpoint", help="checkpoint file (model_<step>.pt) or run directory")
+    parser.add_argument("--episodes", type=int, default=10, help="evaluation episodes (one env each)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the evaluation episodes")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--video", action="store_true", help="record the first episode as MP4 (needs imageio-ffmpeg)"
+    )
+    parser.add_argument(
+        "--export", action="store_true", help="export the deterministic policy to TorchScript"
+    )
+    args = parser.parse_args(argv)
+    if args.episodes < 1:
+        parser.error(f"--episodes {args.episodes} is invalid; valid: an integer >= 1")
+    return args
+
+
+def record_video(
+    env_kind: str, env_id: str, kwargs: dict, policy, path: Path, max_steps: int = 10_000
+) -> Path:
+    """Runs one deterministic episode with ``rgb_array`` rendering and writes it to ``path``."""
+    import torch
+
+    from meow.envs import make_env
+
+    try:
+        import imageio.v2 as imageio
+    except ImportError:
+        raise RuntimeError(
+            "--video needs imageio and imageio-ffmpeg: pip install imageio imageio-ffmpeg"
+        ) from None
+    if env_kind != "gymnasium":
+        raise RuntimeError(f"--video supports Gymnasium tasks only, not env.kind={env_kind}")
+    env = make_env(env_kind, env_id, 1, "cpu", kwargs, render_mode="rgb_array")
+    frames = []
+    obs = env.reset(seed=0)
+    with torch.no_grad():
+        for _ in range(max_steps):
+            frames.append(env.render())
+            result = env.step(policy(obs))
+            obs = result.obs
+            if bool(result.terminated[0] | result.truncated[0]):
+                break
+    env.close()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    imageio.mimsave(path, frames, fps=int(env.env.metadata.get("render_fps", 30)))
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from meow.config import ConfigError, config_from_checkpoint
+    from meow.envs import make_env
+    from meow.export import DeterministicPolicy, export_torchscript
+    from meow.runners import CheckpointError, OffPolicyRunner, read_checkpoint
+
+    try:
+        ckpt = read_checkpoint(args.checkpoint, map_location=args.device)
+        cfg = config_from_checkpoint(
+            ckpt["config"],
+            [
+                f"device={args.device}",
+                f"env.eval_envs={args.episodes}",
+                f"seed={args.seed}",
+                "runner.progress=false",
+            ],
+        )
+        env = make_env(cfg.env.kind, cfg.env.id, cfg.env.eval_envs, cfg.device, cfg.env.kwargs)
+        # The runner rebuilds the networks exactly as trained; a one-transition buffer is enough here.
+        cfg.buffer.capacity = 1
+        cfg.algo.batch_size = 1
+        runner = OffPolicyRunner(cfg, env, eval_env=env)
+        runner.alg.load_state_dict(ckpt["learner"])
+    except (ConfigError, CheckpointError, ValueError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    run_dir = Path(ckpt["path"]).parent
+    mean, std = runner.evaluate()
+    print(
+        f"[meow] {cfg.env.id} @ env step {ckpt['global_step']:,}: deterministic return "
+        f"{mean:.1f} ± {std:.1f} over {args.episodes} episodes"
+    )
+    policy = DeterministicPolicy(runner.alg.policy, runner.alg.normalizer).eval()
+    if args.export:
+        path = export_torchscript(
+            runner.alg.policy, runner.alg.normalizer, run_dir / "exported" / "policy.pt"
+        )
+        print(f"[meow] exported TorchScript policy to {path}")
+    if args.video:
+        try:
+            path = record_video(
+                cfg.env.kind,
+                cfg.env.id,
+                dict(cfg.env.kwargs),
+                policy.cpu(),
+                run_dir / "videos" / f"step_{ckpt['global_step']}.mp4",
+            )
+        except Exception as err:
+            print(f"error: video recording failed: {type(err).__name__}: {err}", file=sys.stderr)
+            return 1
+        print(f"[meow] video written to {path}")
+    env.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""Shared fixtures: a fixed seed per test and a parameter re-randomiser."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+import torch
+from torch import nn
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _single_thread() -> Iterator[None]:
+    """One intra-op thread: the tests use tiny tensors, and on a busy 2-core machine every
+    OpenMP region (e.g. each LayerNorm) otherwise waits a scheduler slice (~10 ms)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    """Every test starts from the same random state, whatever ran before it."""
+    torch.manual_seed(0)
+
+
+def _randomize(module: nn.Module, std: float = 0.3) -> nn.Module:
+    with torch.no_grad():
+        for p in module.parameters():
+            nn.init.normal_(p, std=std)
+    return module
+
+
+@pytest.fixture
+def randomize() -> Callable[..., nn.Module]:
+    """Redraws every parameter of a module from ``N(0, std^2)`` (default ``std=0.3``).
+
+    Several networks are zero-initialised by design (log-sigma net, shift heads); tests
+    re-randomise them so that identities are checked away from that trivial point.
+    """
+    return _randomize
+
+
+@pytest.fixture
+def multigoal_cfg() -> Callable[..., object]:
+    """Builds a MultiGoal config scaled down for unit tests (no progress bar, small buffer),
+    with extra ``key=value`` overrides."""
+    from meow.config import load_config
+
+    def make(*overrides: str):
+        return load_config(
+            "MultiGoal",
+            [
+                "runner.progress=false",
+                "buffer.capacity=5000",
+                "runner.warmup_steps=64",
+                "algo.batch_size=32",
+                *overrides,
+            ],
+        )
+
+    return make

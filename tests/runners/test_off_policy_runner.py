@@ -1,0 +1,156 @@
+"""The runner: exact resumption, seeding, logging, checkpoint safety and clear errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from meow.config import load_config
+from meow.envs.multigoal import MultiGoalEnv
+from meow.runners import CheckpointError, OffPolicyRunner, find_checkpoint, read_checkpoint
+
+
+def _runner(cfg, log_dir=None, eval_envs: int = 0) -> OffPolicyRunner:
+    eval_env = MultiGoalEnv(eval_envs) if eval_envs else None
+    return OffPolicyRunner(cfg, MultiGoalEnv(cfg.env.num_envs), eval_env, log_dir)
+
+
+def _params(runner: OffPolicyRunner) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in runner.alg.policy.parameters()]
+
+
+def test_resumed_training_reproduces_uninterrupted_training(multigoal_cfg, tmp_path):
+    """Train 2N steps straight vs N steps, checkpoint, a fresh process-like runner, N more:
+    weights, target, optimizer moments and replay data are bit-identical."""
+    straight = _runner(multigoal_cfg("runner.total_steps=240", "env.num_envs=2"))
+    straight.learn()
+
+    first = _runner(multigoal_cfg("runner.total_steps=120", "env.num_envs=2"), tmp_path / "a")
+    first.learn()
+    ckpt = read_checkpoint(tmp_path / "a")
+    assert ckpt["global_step"] == 120
+    torch.manual_seed(12345)  # whatever happened in between must not matter
+    resumed = _runner(multigoal_cfg("runner.total_steps=240", "env.num_envs=2"))
+    resumed.load(ckpt)
+    resumed.learn()
+
+    assert resumed.global_step == straight.global_step == 240
+    assert resumed.num_updates == straight.num_updates > 0
+    for a, b in zip(_params(straight), _params(resumed), strict=True):
+        assert torch.equal(a, b)
+    for a, b in zip(straight.alg.target.parameters(), resumed.alg.target.parameters(), strict=True):
+        assert torch.equal(a, b)
+    sa, sb = straight.alg.optimizer.state_dict()["state"], resumed.alg.optimizer.state_dict()["state"]
+    assert all(torch.equal(sa[k]["exp_avg_sq"], sb[k]["exp_avg_sq"]) for k in sa)
+    assert torch.equal(straight.buffer.obs, resumed.buffer.obs)
+
+
+def test_same_seed_same_run_other_seed_other_run(multigoal_cfg):
+    a = _runner(multigoal_cfg("runner.total_steps=100"))
+    a.learn()
+    b = _runner(multigoal_cfg("runner.total_steps=100"))
+    b.learn()
+    c = _runner(multigoal_cfg("runner.total_steps=100", "seed=2"))
+    c.learn()
+    assert all(torch.equal(x, y) for x, y in zip(_params(a), _params(b), strict=True))
+    assert not all(torch.equal(x, y) for x, y in zip(_params(a), _params(c), strict=True))
+
+
+def test_run_directory_has_config_events_checkpoints_and_buffer(multigoal_cfg, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = multigoal_cfg(
+        "runner.total_steps=300",
+        "runner.log_interval=100",
+        "runner.eval_interval=150",
+        "runner.checkpoint_interval=100",
+    )
+    runner = _runner(cfg, tmp_path, eval_envs=3)
+    runner.learn()
+    assert (tmp_path / "config.yaml").is_file()
+    assert sorted(p.name for p in tmp_path.glob("model_*.pt")) == [
+        "model_100.pt",
+        "model_200.pt",
+        "model_300.pt",
+    ]
+    assert find_checkpoint(tmp_path).name == "model_300.pt"
+    assert torch.load(tmp_path / "replay_buffer.pt", weights_only=False)["global_step"] == 300
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {
+        "losses/loss",
+        "losses/grad_norm",
+        "charts/SPS",
+        "charts/episodic_return",
+        "eval/return_mean",
+        "policy/entropy",
+    } <= tags
+    assert [e.step for e in events.Scalars("eval/return_mean")] == [150, 300]
+    assert runner.last_eval is not None
+
+
+def test_evaluation_is_deterministic(multigoal_cfg):
+    runner = _runner(multigoal_cfg("runner.total_steps=100"), eval_envs=4)
+    runner.learn()
+    runner.num_evals = 0
+    first = runner.evaluate()
+    runner.num_evals = 0
+    assert runner.evaluate() == first
+
+
+def test_a_checkpoint_of_another_task_is_refused(multigoal_cfg, tmp_path):
+    runner = _runner(multigoal_cfg("runner.total_steps=70"), tmp_path)
+    runner.learn()
+    ckpt = read_checkpoint(tmp_path)
+    from meow.envs import make_env
+
+    hopper = load_config("Hopper-v5", ["runner.progress=false", "buffer.capacity=1000"])
+    other = OffPolicyRunner(hopper, make_env("gymnasium", "Hopper-v5", 1, "cpu"))
+    with pytest.raises(
+        CheckpointError, match=r"trained on MultiGoal \(obs 2, act 2\) but this run is Hopper-v5"
+    ):
+        other.load(ckpt)
+
+
+def test_a_checkpoint_of_another_architecture_is_refused(multigoal_cfg, tmp_path):
+    _runner(multigoal_cfg("runner.total_steps=70"), tmp_path).learn()
+    wider = _runner(multigoal_cfg("algo.coupling_hidden=[32,32]"))
+    with pytest.raises(CheckpointError, match="does not match this run's algo settings"):
+        wider.load(read_checkpoint(tmp_path))
+
+
+def test_files_that_are_not_checkpoints_are_refused(tmp_path):
+    (tmp_path / "model_5.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        read_checkpoint(tmp_path / "model_5.pt")
+    torch.save({"weights": 1}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="is not a MEow checkpoint"):
+        read_checkpoint(tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        read_checkpoint(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="no model_<step>.pt"):
+        find_checkpoint(tmp_path / "empty")
+
+
+def test_non_finite_updates_stop_training_without_overwriting_checkpoints(multigoal_cfg, tmp_path):
+    runner = _runner(multigoal_cfg("runner.total_steps=100"), tmp_path)
+    runner.learn()
+    saved = (tmp_path / "model_100.pt").read_bytes()
+    runner.alg.nonfinite.fill_(True)
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        runner.save(tmp_path / "model_100.pt")
+    assert (tmp_path / "model_100.pt").read_bytes() == saved
+    runner.cfg.runner.total_steps = 200
+    with pytest.raises(FloatingPointError, match="env step"):
+        runner.learn()
+    assert sorted(p.name for p in tmp_path.glob("model_*.pt")) == ["model_100.pt"]
+
+
+def test_observation_normalizer_tracks_collected_observations(multigoal_cfg):
+    runner = _runner(multigoal_cfg("runner.total_steps=200", "algo.normalize_obs=true"))
+    runner.learn()
+    stored = runner.buffer.obs[: runner.buffer.pos].reshape(-1, 2)
+    assert runner.alg.normalizer.count == stored.shape[0]
+    assert torch.allclose(runner.alg.normalizer.mean, stored.mean(0), atol=1e-5)

@@ -1,0 +1,92 @@
+"""Config loading: precedence, task lookup, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import pytest
+from omegaconf import OmegaConf
+
+from meow.config import ROOT, ConfigError, config_from_checkpoint, find_task, load_config, task_files
+
+
+def test_precedence_defaults_task_command_line():
+    cfg = load_config("Hopper-v5", ["algo.tau=0.01"])
+    assert cfg.algo.lr == 0.001  # config/meow.yaml
+    assert cfg.algo.alpha == 0.25  # tasks/hopper.yaml overrides the default 0.2
+    assert cfg.algo.tau == 0.01  # command line overrides the task's 0.005
+    assert cfg.task == "hopper" and cfg.env.id == "Hopper-v5"
+
+
+@pytest.mark.parametrize(
+    ("task", "tau", "alpha", "warmup", "sigma"),
+    [
+        ("Hopper-v5", 0.005, 0.25, 5000, (-5.0, -0.3)),
+        ("HalfCheetah-v5", 0.003, 0.25, 10000, (-5.0, 2.0)),
+        ("Walker2d-v5", 0.005, 0.1, 10000, (-5.0, -0.3)),
+        ("Ant-v5", 0.0001, 0.05, 5000, (-5.0, -0.3)),
+        ("Humanoid-v5", 0.0005, 0.125, 5000, (-5.0, -0.3)),
+    ],
+)
+def test_published_mujoco_settings(task, tau, alpha, warmup, sigma):
+    """The task files carry the paper's per-task settings (ALGORITHM.md section 6)."""
+    cfg = load_config(task)
+    assert (cfg.algo.tau, cfg.algo.alpha, cfg.runner.warmup_steps) == (tau, alpha, warmup)
+    assert (cfg.algo.log_sigma_min, cfg.algo.log_sigma_max) == sigma
+    assert (cfg.algo.batch_size, cfg.buffer.capacity, cfg.algo.lr, cfg.algo.gamma) == (
+        256,
+        1_000_000,
+        1e-3,
+        0.99,
+    )
+
+
+def test_v4_aliases_resolve_to_the_same_task_and_keep_the_typed_id():
+    cfg = load_config("Walker2d-v4")
+    assert cfg.task == "walker2d" and cfg.env.id == "Walker2d-v4"
+    assert find_task("Walker2d-v4") == find_task("Walker2d-v5")
+
+
+def test_every_task_file_loads():
+    for name in task_files():
+        load_config(name)
+
+
+@pytest.mark.parametrize(
+    ("task", "overrides", "message"),
+    [
+        ("Hoper-v5", [], "unknown task 'Hoper-v5'; did you mean Hopper-v5"),
+        ("Hopper-v5", ["algo.lrr=0.1"], "unknown key 'algo.lrr'.*did you mean algo.lr"),
+        ("Hopper-v5", ["algo.lr=-1"], r"algo.lr=-1.0 is invalid; valid: a number > 0"),
+        ("Hopper-v5", ["algo.lr=fast"], "bad value for 'algo.lr'"),
+        ("Hopper-v5", ["algo.log_sigma_min=0"], "log_sigma_min=0.0 is invalid; valid: a number below"),
+        (
+            "Hopper-v5",
+            ["buffer.capacity=100"],
+            "algo.batch_size=256 is invalid; valid: at most buffer.capacity=100",
+        ),
+        ("Hopper-v5", ["algo.gamma=1.0"], r"algo.gamma=1.0 is invalid; valid: a number in \[0, 1\)"),
+        ("Hopper-v5", ["device=tpu"], "device=tpu is invalid"),
+        ("Hopper-v5", ["env.kind=isaac"], "env.kind cannot be overridden"),
+        ("Hopper-v5", ["env.num_envs=0"], r"env.num_envs=0 is invalid; valid: an integer >= 1"),
+        ("Hopper-v5", ["env.id=Ant-v5"], "env.id cannot be overridden"),
+        ("Hopper-v5", ["lr"], "not of the form key=value"),
+    ],
+)
+def test_bad_input_is_a_one_line_error_naming_the_value(task, overrides, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(task, overrides)
+    assert "\n" not in str(info.value)
+
+
+def test_checkpoint_config_round_trip_and_frozen_task():
+    saved = OmegaConf.to_container(load_config("Hopper-v5"))
+    cfg = config_from_checkpoint(saved, ["runner.total_steps=10"])
+    assert cfg.runner.total_steps == 10 and cfg.algo.alpha == 0.25
+    with pytest.raises(ConfigError, match="env.id cannot be overridden"):
+        config_from_checkpoint(saved, ["env.id=Ant-v5"])
+
+
+def test_missing_defaults_file_is_reported(tmp_path):
+    (tmp_path / "tasks").mkdir()
+    with pytest.raises(ConfigError, match="meow.yaml not found"):
+        load_config("Hopper-v5", root=tmp_path)
+    assert (ROOT / "config" / "meow.yaml").is_file()
