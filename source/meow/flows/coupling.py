@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from meow.flows.transform import Transform, zeros_ladj
-from meow.modules.layers import mlp
+from meow.nn.layers import mlp
 
 
 class AdditiveCoupling(Transform):

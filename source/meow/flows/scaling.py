@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from meow.flows.transform import Transform
-from meow.modules.layers import mlp
+from meow.nn.layers import mlp
 
 
 class StateScaling(Transform):

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from meow.flows import AdditiveCoupling, StateScaling, TanhSquash, Transform
-from meow.modules.layers import EnsembleMLP
+from meow.nn.layers import EnsembleMLP
 
 
 class FlowPolicy(nn.Module):

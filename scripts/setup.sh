@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Creates .venv (Python 3.12, as Isaac Lab 3.0 needs; 3.10+ works for the core) and installs
+# meow with its test and baseline extras. Safe to re-run: an existing .venv is reused.
+#   bash scripts/setup.sh            # into ./.venv
+#   MEOW_VENV=/path bash scripts/setup.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${MEOW_VENV:-.venv}
+# torch pinned to Isaac Lab 3.0's own pin, so one environment can hold both.
+TORCH_SPEC=${MEOW_TORCH_SPEC:-torch==2.11.0}
+
+find_python() {
+    local candidate
+    for candidate in python3.12 "$(pyenv root 2>/dev/null)/versions/"3.12*/bin/python3.12 python3.11 python3.10 python3; do
+        if [ -x "$(command -v "$candidate" 2>/dev/null)" ] &&
+            "$candidate" -c 'import sys; sys.exit(not (3, 10) <= sys.version_info[:2] < (3, 13))' 2>/dev/null; then
+            command -v "$candidate"
+            return 0
+        fi
+    done
+    return 1
+}
+
+PY=$(find_python) || { echo "error: no Python 3.10-3.12 found (3.12 preferred); install one and retry" >&2; exit 1; }
+# uv makes the multi-GB torch install several times faster; plain venv + pip when it cannot be had.
+UV=""
+if command -v uv >/dev/null 2>&1; then
+    UV=uv
+elif "$PY" -m uv --version >/dev/null 2>&1 || "$PY" -m pip install -q uv >/dev/null 2>&1; then
+    UV="$PY -m uv"
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "[setup] creating $VENV with $PY ($("$PY" --version))"
+    if [ -n "$UV" ]; then
+        $UV venv -q --python-preference only-system -p "$PY" "$VENV"
+    else
+        "$PY" -m venv "$VENV"
+    fi
+fi
+
+if [ -n "$UV" ]; then
+    INSTALL=($UV pip install -q --python "$VENV/bin/python")
+else
+    "$VENV/bin/python" -m pip install -q --upgrade pip
+    INSTALL=("$VENV/bin/python" -m pip install -q)
+fi
+echo "[setup] installing $TORCH_SPEC and meow[dev] into $VENV"
+"${INSTALL[@]}" "$TORCH_SPEC" -e ".[dev]"
+"$VENV/bin/python" -c "import meow, torch, gymnasium, mujoco; print(f'[setup] ok: meow {meow.__version__}, torch {torch.__version__}, gymnasium {gymnasium.__version__}, mujoco {mujoco.__version__}')"

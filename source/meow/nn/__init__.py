@@ -1,0 +1,7 @@
+"""Network building blocks shared by the flow layers and the policy: Swish, MLPs, stacked MLPs."""
+
+from __future__ import annotations
+
+from meow.nn.layers import EnsembleLinear, EnsembleMLP, Swish, mlp
+
+__all__ = ["EnsembleLinear", "EnsembleMLP", "Swish", "mlp"]

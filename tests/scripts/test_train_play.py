@@ -1,0 +1,123 @@
+"""The user's commands: train.py, --resume and play.py, end to end, with their error paths."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(f"meow_script_{name}", ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+train, play = _script("train"), _script("play")
+SMALL = [
+    "runner.progress=false",
+    "runner.warmup_steps=64",
+    "algo.batch_size=32",
+    "buffer.capacity=2000",
+    "env.eval_envs=2",
+    "runner.eval_interval=100",
+    "runner.log_interval=50",
+]
+
+
+def _run_dirs(log_dir: Path) -> list[Path]:
+    return sorted((log_dir / "meow" / "MultiGoal").iterdir())
+
+
+def test_train_resume_play_export(tmp_path, capsys):
+    logs = tmp_path / "logs"
+    assert train.main(["--task", "MultiGoal", "--total_steps", "150", f"runner.log_dir={logs}", *SMALL]) == 0
+    (run,) = _run_dirs(logs)
+    assert (run / "config.yaml").is_file() and (run / "model_150.pt").is_file()
+    assert list(run.glob("events.out.tfevents.*"))
+    out = capsys.readouterr().out
+    assert "final deterministic evaluation" in out and str(run) in out
+
+    # --resume continues the same run's counters into a new directory; the old one is untouched
+    before = sorted(p.name for p in run.iterdir())
+    assert train.main(["--resume", str(run), "--total_steps", "250"]) == 0
+    assert sorted(p.name for p in run.iterdir()) == before
+    runs = _run_dirs(logs)
+    assert len(runs) == 2 and (runs[1] / "model_250.pt").is_file()
+    assert "resumed" in capsys.readouterr().out
+
+    assert play.main([str(runs[1]), "--episodes", "3", "--export"]) == 0
+    out = capsys.readouterr().out
+    assert "deterministic return" in out and "over 3 episodes" in out
+    exported = torch.jit.load(str(runs[1] / "exported" / "policy.pt"))
+    ckpt = torch.load(runs[1] / "model_250.pt", weights_only=False)
+    from omegaconf import OmegaConf
+
+    from meow.runners.off_policy_runner import build_policy
+
+    policy = build_policy(OmegaConf.create(ckpt["config"]), 2, 2)
+    policy.load_state_dict(ckpt["learner"]["policy"])
+    policy.eval()
+    obs = torch.randn(16, 2)
+    assert torch.allclose(exported(obs), policy.deterministic(obs), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--task", "Hoppr-v5"], "unknown task 'Hoppr-v5'; did you mean Hopper-v5"),
+        (["--task", "Hopper-v5", "algo.lr=-3"], "algo.lr=-3.0 is invalid"),
+        (["--task", "Hopper-v5", "algo.batchsize=3"], "unknown key 'algo.batchsize'"),
+        (["--resume", "/nonexistent/run"], "does not exist"),
+    ],
+)
+def test_train_errors_are_one_line_and_exit_2(argv, message, capsys):
+    assert train.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+
+
+def test_train_rejects_unknown_algorithms_and_missing_task():
+    with pytest.raises(SystemExit) as info:
+        train.main(["--task", "Hopper-v5", "--algo", "td3"])
+    assert info.value.code == 2
+    with pytest.raises(SystemExit):
+        train.main([])
+
+
+def test_resume_with_another_task_is_refused(tmp_path, capsys):
+    logs = tmp_path / "logs"
+    assert train.main(["--task", "MultiGoal", "--total_steps", "70", f"runner.log_dir={logs}", *SMALL]) == 0
+    (run,) = _run_dirs(logs)
+    assert train.main(["--resume", str(run), "--task", "Hopper-v5"]) == 2
+    assert "is a MultiGoal run, not --task Hopper-v5" in capsys.readouterr().err
+
+
+def test_scripts_run_from_any_directory(tmp_path):
+    """The scripts find the package and the config files whatever the working directory."""
+    import subprocess
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "train.py"),
+            "--task",
+            "MultiGoal",
+            "--total_steps",
+            "70",
+            f"runner.log_dir={tmp_path}",
+            *SMALL,
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert list(tmp_path.glob("meow/MultiGoal/*/model_70.pt"))
