@@ -103,6 +103,12 @@ def main(argv: list[str] | None = None) -> int:
         f"[meow] {cfg.env.id} @ env step {ckpt['global_step']:,}: deterministic return "
         f"{mean:.1f} ± {std:.1f} over {args.episodes} episodes"
     )
+    if cfg.env.kind == "multigoal":
+        from meow.envs.multigoal import MultiGoalEnv, goal_histogram
+
+        counts = goal_histogram(lambda obs: runner.alg.act(obs), device=cfg.device).tolist()
+        goals = ", ".join(f"{g}: {c}" for g, c in zip(MultiGoalEnv.GOALS, counts, strict=False))
+        print(f"[meow] 500 sampled trajectories from the origin reach {goals}; none: {counts[-1]}")
     policy = DeterministicPolicy(runner.alg.policy, runner.alg.normalizer).eval()
     if args.export:
         path = export_torchscript(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -107,3 +109,37 @@ class MultiGoalEnv:
 
     def close(self) -> None:
         pass
+
+
+@torch.no_grad()
+def goal_histogram(
+    act: Callable[[Tensor], Tensor],
+    trajectories: int = 500,
+    horizon: int = 100,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> Tensor:
+    """How often trajectories started exactly at the origin end at each goal.
+
+    Args:
+        act: maps observations ``(N, 2)`` to actions in ``[-1, 1]^2`` (e.g. the sampling policy).
+        trajectories: number of independent trajectories.
+        horizon: steps each trajectory may take.
+        seed: seeds the environment (the start positions are exact, so only ``act`` draws).
+        device: where the rollout runs.
+
+    Returns:
+        Counts of shape ``(5,)``: one per goal in :attr:`MultiGoalEnv.GOALS` order, then the
+        number of trajectories that reached no goal.
+    """
+    env = MultiGoalEnv(trajectories, device, init_sigma=0.0, horizon=horizon)
+    obs = env.reset(seed=seed)
+    reached = torch.full((trajectories,), len(MultiGoalEnv.GOALS), device=env.device)
+    running = torch.ones(trajectories, dtype=torch.bool, device=env.device)
+    for _ in range(horizon):
+        result = env.step(act(obs))
+        goal = env.goal_distances(result.next_obs).argmin(-1)
+        reached = torch.where(running & result.terminated, goal, reached)
+        running &= ~(result.terminated | result.truncated)
+        obs = result.obs
+    return torch.bincount(reached, minlength=len(MultiGoalEnv.GOALS) + 1)

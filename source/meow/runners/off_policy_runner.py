@@ -222,7 +222,11 @@ class OffPolicyRunner:
                 self._scalar("eval/return_std", std)
                 logged["eval/return_mean"] = mean
                 bar.set_postfix(self._postfix(logged), refresh=False)
-            if self._crossed(before, r.checkpoint_interval) and self.global_step < r.total_steps:
+            if (
+                self.log_dir is not None
+                and self._crossed(before, r.checkpoint_interval)
+                and self.global_step < r.total_steps
+            ):
                 self.save()
         bar.close()
         self._check_finite()
