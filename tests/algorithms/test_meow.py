@@ -169,3 +169,17 @@ def test_update_compiles_as_one_graph():
     b = _batch()
     compiled = torch.compile(alg._loss, fullgraph=True, backend="aot_eager")
     assert torch.allclose(compiled(b)[0], alg._loss(b)[0], rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_compile_option_matches_eager_updates():
+    """``compile=True`` (inductor on CPU) takes the same update steps as eager execution."""
+    eager = MEow(_policy(dropout=0.0))
+    compiled = MEow(copy.deepcopy(eager.policy), compile=True)
+    for _ in range(3):
+        b = _batch()
+        eager.update(b)
+        compiled.update(b)
+    for p, q in zip(eager.policy.parameters(), compiled.policy.parameters(), strict=True):
+        assert torch.allclose(p, q, atol=1e-5)
+    assert not torch.equal(eager.policy.shift.net[0].weight, _policy().shift.net[0].weight)
