@@ -8,12 +8,12 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
-from tqdm import tqdm
 
 from meow.algorithms import MEow
 from meow.envs.protocol import VecEnv
 from meow.modules import EmpiricalNormalization, FlowPolicy
 from meow.runners.checkpoint import FORMAT, CheckpointError
+from meow.runners.progress import Progress
 from meow.storage import ReplayBuffer
 from meow.utils.io import atomic_torch_save
 from meow.utils.seeding import get_rng_state, seed_everything, set_rng_state
@@ -159,14 +159,7 @@ class OffPolicyRunner:
         metrics: dict[str, Tensor] = {}
         logged: dict[str, float] = {}
         t_window, steps_window = time.perf_counter(), self.global_step
-        bar = tqdm(
-            total=r.total_steps,
-            initial=self.global_step,
-            disable=not r.progress,
-            unit="step",
-            dynamic_ncols=True,
-            desc=f"meow {cfg.env.id}",
-        )
+        progress = Progress(r.total_steps, self.global_step, f"meow {cfg.env.id}", enabled=r.progress)
         while self.global_step < r.total_steps:
             obs = self._obs
             if self.global_step < r.warmup_steps:
@@ -193,7 +186,7 @@ class OffPolicyRunner:
 
             before = self.global_step
             self.global_step += n
-            bar.update(n)
+            progress.update(n)
             if self.global_step > r.warmup_steps and len(self.buffer) >= cfg.algo.batch_size:
                 for _ in range(cfg.algo.updates_per_step):
                     metrics = self.alg.update(self.buffer.sample(cfg.algo.batch_size))
@@ -215,20 +208,20 @@ class OffPolicyRunner:
                     logged["policy/entropy"] = self._entropy(obs)
                 for tag, value in logged.items():
                     self._scalar(tag, value)
-                bar.set_postfix(self._postfix(logged), refresh=False)
+                progress.show(self._postfix(logged))
             if self.eval_env is not None and self._crossed(before, r.eval_interval):
                 mean, std = self.evaluate()
                 self._scalar("eval/return_mean", mean)
                 self._scalar("eval/return_std", std)
                 logged["eval/return_mean"] = mean
-                bar.set_postfix(self._postfix(logged), refresh=False)
+                progress.show(self._postfix(logged), force=True)
             if (
                 self.log_dir is not None
                 and self._crossed(before, r.checkpoint_interval)
                 and self.global_step < r.total_steps
             ):
                 self.save()
-        bar.close()
+        progress.close()
         self._check_finite()
         if self.log_dir is not None:
             self.save()
