@@ -108,9 +108,10 @@ def main(argv: list[str] | None = None) -> int:
             eval_env.close()
     if runner.last_eval is not None:
         mean, std = runner.last_eval
+        step, best, _ = max(runner.evaluations, key=lambda e: e[1])
         print(
             f"[meow] final deterministic evaluation: return {mean:.1f} ± {std:.1f} "
-            f"over {cfg.env.eval_envs} episodes"
+            f"over {cfg.env.eval_envs} episodes (best {best:.1f} at env step {step:,})"
         )
     print(f"[meow] checkpoint: {run_dir / f'model_{runner.global_step}.pt'}")
     return 0

@@ -93,8 +93,8 @@ class OffPolicyRunner:
         self._episode_return = torch.zeros(n, device=self.device)
         self._episode_length = torch.zeros(n, device=self.device)
         self._writer = None
-        self.last_eval: tuple[float, float] | None = None
-        """Mean and standard deviation of the latest evaluation's returns."""
+        self.evaluations: list[tuple[int, float, float]] = []
+        """``(env step, mean return, std)`` of every evaluation in this process."""
 
     # ------------------------------------------------------------------ logging
     @property
@@ -131,8 +131,13 @@ class OffPolicyRunner:
             raise RuntimeError(f"evaluation episodes did not end within {max_steps} steps")
         self.num_evals += 1
         mean, std = returns.mean().item(), returns.std(unbiased=False).item()
-        self.last_eval = (mean, std)
+        self.evaluations.append((self.global_step, mean, std))
         return mean, std
+
+    @property
+    def last_eval(self) -> tuple[float, float] | None:
+        """Mean and standard deviation of the latest evaluation's returns."""
+        return self.evaluations[-1][1:] if self.evaluations else None
 
     # ----------------------------------------------------------------- training
     def _crossed(self, before: int, interval: int) -> bool:
