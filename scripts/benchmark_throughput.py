@@ -1,0 +1,241 @@
+"""Training-loop throughput: MEow's OffPolicyRunner against Stable-Baselines3's SAC.
+
+    python scripts/benchmark_throughput.py                          # Hopper-v5, 3000 timed steps
+    python scripts/benchmark_throughput.py --repeats 3 --threads 1
+    python scripts/benchmark_throughput.py --compile --repeats 1 --out bench.json
+
+Both contenders run one environment and one gradient update of batch 256 per env step,
+on the config's device, with the same torch thread count, in this one process. Each first
+takes --warmup random-action steps and --burnin learning steps untimed (this absorbs
+torch.compile's compilation), then --steps learning steps are timed; env-steps/s is that
+timed part only. MEow runs the paper architecture (config/meow.yaml + tasks/) through the
+real OffPolicyRunner; SAC runs SB3's defaults ([256, 256] nets, automatic entropy
+coefficient) with buffer 1e6, train_freq 1, gradient_steps 1 and learning_starts = --warmup.
+The contenders alternate (order reversed every other round) for --repeats rounds.
+SB3 is an optional dependency: pip install stable-baselines3 (or the `baselines` extra).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "source"))
+
+import torch
+
+MEOW, MEOW_COMPILED, SB3 = "MEow (ours)", "MEow (ours, compiled)", "SB3 SAC"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--task", default="Hopper-v5", help="Gymnasium task id or alias (see tasks/)")
+    parser.add_argument("--steps", type=int, default=3000, help="timed learning env steps per measurement")
+    parser.add_argument("--warmup", type=int, default=1000, help="random-action env steps before learning")
+    parser.add_argument("--burnin", type=int, default=250, help="untimed learning steps after the warm-up")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads for both (default: torch's)")
+    parser.add_argument("--repeats", type=int, default=1, help="rounds of alternating measurements")
+    parser.add_argument("--compile", action="store_true", help="also time MEow with algo.compile=true")
+    parser.add_argument("--out", type=Path, help="write the results to this JSON file")
+    args = parser.parse_args(argv)
+    for flag in ("steps", "repeats", "threads"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            parser.error(f"--{flag} {value} is invalid; valid: an integer >= 1")
+    for flag in ("warmup", "burnin"):
+        if getattr(args, flag) < 0:
+            parser.error(f"--{flag} {getattr(args, flag)} is invalid; valid: an integer >= 0")
+    if args.warmup + args.burnin < 256:
+        parser.error("--warmup + --burnin must be at least 256 (one batch) so timing starts mid-learning")
+    return args
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo, with the cores this process may use."""
+    name = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), name)
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{name} ({cores} cores)"
+
+
+def measure(
+    untimed: Callable[[], object], timed: Callable[[], object], counters: Callable[[], tuple]
+) -> dict:
+    """Runs ``untimed``, then times ``timed``; ``counters()`` gives (env steps, updates) so far."""
+    t0 = time.perf_counter()
+    untimed()
+    t1 = time.perf_counter()
+    steps0, updates0 = counters()
+    timed()
+    t2 = time.perf_counter()
+    steps, updates = (now - before for now, before in zip(counters(), (steps0, updates0), strict=True))
+    return {"sps": steps / (t2 - t1), "updates_per_step": updates / steps, "untimed_s": t1 - t0}
+
+
+def time_meow(args: argparse.Namespace, compile: bool) -> dict[str, float]:
+    """One measurement of our OffPolicyRunner: env-steps/s, updates per step, untimed seconds."""
+    from meow.config import load_config
+    from meow.envs import make_env
+    from meow.runners import OffPolicyRunner
+
+    untimed = args.warmup + args.burnin
+    # Pinned to the comparable setup; the architecture stays the config's (the paper's).
+    overrides = [
+        f"torch_threads={args.threads}",
+        *("env.num_envs=1", "env.eval_envs=0", "buffer.capacity=1000000", "runner.progress=false"),
+        *("algo.batch_size=256", "algo.updates_per_step=1", f"algo.compile={str(compile).lower()}"),
+        f"runner.warmup_steps={args.warmup}",
+        f"runner.total_steps={untimed}",
+    ]
+    cfg = load_config(args.task, overrides)
+    env = make_env(cfg.env.kind, cfg.env.id, cfg.env.num_envs, cfg.device, cfg.env.kwargs)
+    runner = OffPolicyRunner(cfg, env, eval_env=None, log_dir=None)
+
+    def timed() -> None:
+        cfg.runner.total_steps = untimed + args.steps
+        runner.learn()
+
+    try:
+        return measure(runner.learn, timed, lambda: (runner.global_step, runner.num_updates))
+    finally:
+        env.close()
+
+
+def time_sb3(args: argparse.Namespace) -> dict[str, float]:
+    """One measurement of Stable-Baselines3's SAC in the comparable setup."""
+    from stable_baselines3 import SAC
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from meow.config import load_config
+
+    cfg = load_config(args.task)  # the same env id, kwargs, seed and device as ours
+    env = make_vec_env(cfg.env.id, n_envs=1, seed=cfg.seed, env_kwargs=dict(cfg.env.kwargs))
+    model = SAC(
+        "MlpPolicy",
+        env,
+        buffer_size=1_000_000,
+        learning_starts=args.warmup,
+        batch_size=256,
+        train_freq=1,
+        gradient_steps=1,
+        seed=cfg.seed,
+        device=cfg.device,
+    )
+    try:
+        # With reset_num_timesteps=False, SB3 runs total_timesteps more steps than it has taken.
+        return measure(
+            lambda: model.learn(args.warmup + args.burnin, reset_num_timesteps=False),
+            lambda: model.learn(args.steps, reset_num_timesteps=False),
+            lambda: (model.num_timesteps, model._n_updates),
+        )
+    finally:
+        env.close()
+
+
+def summarize(runs: dict[str, list[dict[str, float]]]) -> dict[str, dict]:
+    """Median, min and max env-steps/s of each contender, and its ratio to SB3 SAC's."""
+    base = statistics.median(run["sps"] for run in runs[SB3])
+    results = {}
+    for name, rs in runs.items():
+        sps = [run["sps"] for run in rs]
+        results[name] = {
+            "sps": sps,
+            "median": statistics.median(sps),
+            "min": min(sps),
+            "max": max(sps),
+            "ratio_vs_sb3": statistics.median(sps) / base,
+            "ratio_vs_sb3_per_repeat": [s / run["sps"] for s, run in zip(sps, runs[SB3], strict=True)],
+            "updates_per_step": [run["updates_per_step"] for run in rs],
+            "untimed_s": [run["untimed_s"] for run in rs],
+        }
+    return results
+
+
+def print_table(info: dict, results: dict[str, dict]) -> None:
+    print(
+        f"\n{info['task']} on {info['cpu']} | torch {info['torch']} | {info['threads']} thread(s) | "
+        f"{info['date']} | load average {info['loadavg_start']:.1f} -> {info['loadavg_end']:.1f}"
+    )
+    print(f"{'contender':<24}{'median':>10}{'min':>10}{'max':>10}   vs SB3 SAC (per repeat)")
+    for name, res in results.items():
+        per = ", ".join(f"{x:.2f}" for x in res["ratio_vs_sb3_per_repeat"])
+        print(
+            f"{name:<24}{res['median']:>10.1f}{res['min']:>10.1f}{res['max']:>10.1f}   "
+            f"{res['ratio_vs_sb3']:.2f}x ({per})"
+        )
+    print("(env-steps/s of the timed learning steps; ratio = median / SB3 SAC's median)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        import stable_baselines3
+    except ImportError:
+        print(
+            "error: the SB3 SAC baseline needs stable-baselines3: pip install stable-baselines3 "
+            "(or pip install -e '.[baselines]')",
+            file=sys.stderr,
+        )
+        return 2
+    from meow.config import ConfigError, load_config
+
+    try:
+        load_config(args.task)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    args.threads = args.threads or torch.get_num_threads()
+    contenders = {MEOW: lambda: time_meow(args, False), SB3: lambda: time_sb3(args)}
+    if args.compile:
+        contenders[MEOW_COMPILED] = lambda: time_meow(args, True)
+    info = {k: getattr(args, k) for k in ("task", "steps", "warmup", "burnin", "repeats", "threads")}
+    info |= {
+        "torch": torch.__version__,
+        "stable_baselines3": stable_baselines3.__version__,
+        "cpu": cpu_model(),
+        "date": datetime.now().isoformat(timespec="seconds"),
+        # Other processes competing for the cores distort the figures: keep a record of them.
+        "loadavg_start": os.getloadavg()[0],
+    }
+    print(
+        f"[bench] {args.task} | {args.steps} timed steps after {args.warmup} warm-up + {args.burnin} "
+        f"burn-in | {args.repeats} repeat(s) | torch {info['torch']} | threads {args.threads}"
+    )
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in contenders}
+    for r in range(args.repeats):
+        for name in list(contenders)[:: 1 if r % 2 == 0 else -1]:  # reversed order every other round
+            torch.set_num_threads(args.threads)
+            run = contenders[name]()
+            if torch.get_num_threads() != args.threads:
+                raise RuntimeError(f"{name} changed torch's thread count to {torch.get_num_threads()}")
+            runs[name].append(run)
+            print(
+                f"[bench] repeat {r + 1}/{args.repeats} {name:<22} {run['sps']:8.1f} env-steps/s "
+                f"({run['updates_per_step']:.2f} updates/step, {run['untimed_s']:.1f} s untimed)"
+            )
+    info["loadavg_end"] = os.getloadavg()[0]
+    results = summarize(runs)
+    print_table(info, results)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({**info, "results": results}, indent=2) + "\n")
+        print(f"[bench] wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
