@@ -125,7 +125,12 @@ def main(argv: list[str] | None = None) -> int:
                 run_dir / "videos" / f"step_{ckpt['global_step']}.mp4",
             )
         except Exception as err:
-            print(f"error: video recording failed: {type(err).__name__}: {err}", file=sys.stderr)
+            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            print(
+                f"error: video recording failed: {type(err).__name__}: {first} "
+                "(headless MuJoCo rendering needs MUJOCO_GL=egl or MUJOCO_GL=osmesa and its libraries)",
+                file=sys.stderr,
+            )
             return 1
         print(f"[meow] video written to {path}")
     env.close()
