@@ -10,6 +10,7 @@ Settings come from config/meow.yaml, then tasks/<task>.yaml, then the key=value 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -47,6 +48,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if getattr(args, flag) is not None:
             args.overrides.append(f"{key}={getattr(args, flag)}")
     return args
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def new_run_dir(cfg) -> Path:
@@ -93,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         f"seed {cfg.seed} | {cfg.runner.total_steps:,} env steps"
     )
     print(f"[meow] logging to {run_dir}")
+    # Ctrl-C, and the SIGTERM a cluster scheduler sends before it kills a job, save a checkpoint.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         runner.learn()
     except KeyboardInterrupt:

@@ -121,3 +121,37 @@ def test_scripts_run_from_any_directory(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert list(tmp_path.glob("meow/MultiGoal/*/model_70.pt"))
+
+
+def test_sigterm_saves_a_checkpoint_before_exiting(tmp_path):
+    """A cluster scheduler's SIGTERM (or Ctrl-C) ends training with a checkpoint of that step."""
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "train.py"),
+            "--task",
+            "MultiGoal",
+            "--total_steps",
+            "1000000",
+            f"runner.log_dir={tmp_path}",
+            *SMALL,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob("meow/MultiGoal/*/config.yaml")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(2.0)  # let it take some learning steps
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    (saved,) = tmp_path.glob("meow/MultiGoal/*/model_*.pt")
+    step = int(saved.stem.split("_")[1])
+    assert 0 < step < 1_000_000 and f"interrupted at env step {step:,}" in out
+    assert torch.load(saved, weights_only=False)["global_step"] == step
