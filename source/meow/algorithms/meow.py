@@ -61,7 +61,15 @@ class MEow:
         device = policy.alpha.device
         self.nonfinite = torch.zeros((), dtype=torch.bool, device=device)
         """True once any update produced a non-finite loss or gradient norm."""
-        self._loss_fn = torch.compile(self._loss) if compile else self._loss
+        self._loss_fn = self._loss
+        if compile:
+            from torch._inductor import config as inductor_config
+
+            # Inductor bakes the thread count into its CPU kernels but, left implicit, keeps it out
+            # of its on-disk cache key: a kernel cached by a run with another thread count would
+            # be reused (and run several times slower). An explicit setting is part of the key.
+            inductor_config.cpp.threads = torch.get_num_threads()
+            self._loss_fn = torch.compile(self._loss)
 
     @property
     def device(self) -> torch.device:
