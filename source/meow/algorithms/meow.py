@@ -67,7 +67,8 @@ class MEow:
 
             # Inductor bakes the thread count into its CPU kernels but, left implicit, keeps it out
             # of its on-disk cache key: a kernel cached by a run with another thread count would
-            # be reused (and run several times slower). An explicit setting is part of the key.
+            # be reused (and run several times slower; pytorch/pytorch#160812). An explicit setting
+            # is part of the key.
             inductor_config.cpp.threads = torch.get_num_threads()
             self._loss_fn = torch.compile(self._loss)
 
