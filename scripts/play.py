@@ -109,7 +109,6 @@ def main(argv: list[str] | None = None) -> int:
         counts = goal_histogram(lambda obs: runner.alg.act(obs), device=cfg.device).tolist()
         goals = ", ".join(f"{g}: {c}" for g, c in zip(MultiGoalEnv.GOALS, counts, strict=False))
         print(f"[meow] 500 sampled trajectories from the origin reach {goals}; none: {counts[-1]}")
-    policy = DeterministicPolicy(runner.alg.policy, runner.alg.normalizer).eval()
     if args.export:
         path = export_torchscript(
             runner.alg.policy, runner.alg.normalizer, run_dir / "exported" / "policy.pt"
@@ -121,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                 cfg.env.kind,
                 cfg.env.id,
                 dict(cfg.env.kwargs),
-                policy.cpu(),
+                DeterministicPolicy(runner.alg.policy, runner.alg.normalizer).eval().cpu(),
                 run_dir / "videos" / f"step_{ckpt['global_step']}.mp4",
             )
         except Exception as err:

@@ -56,10 +56,9 @@ class MEow:
         self.optimizer = torch.optim.Adam(
             policy.parameters(), lr=lr, fused=policy.alpha.device.type in ("cpu", "cuda")
         )
-        self._params = [p for p in policy.parameters()]
-        self._target_params = [p for p in self.target.parameters()]
-        device = policy.alpha.device
-        self.nonfinite = torch.zeros((), dtype=torch.bool, device=device)
+        self._params = list(policy.parameters())
+        self._target_params = list(self.target.parameters())
+        self.nonfinite = torch.zeros((), dtype=torch.bool, device=policy.alpha.device)
         """True once any update produced a non-finite loss or gradient norm."""
         self._loss_fn = self._loss
         if compile:
@@ -71,10 +70,6 @@ class MEow:
             # is part of the key.
             inductor_config.cpp.threads = torch.get_num_threads()
             self._loss_fn = torch.compile(self._loss)
-
-    @property
-    def device(self) -> torch.device:
-        return self.policy.alpha.device
 
     @torch.no_grad()
     def act(self, obs: Tensor, deterministic: bool = False) -> Tensor:
