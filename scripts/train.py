@@ -3,8 +3,12 @@
     python scripts/train.py --task Hopper-v5 --algo meow [key=value ...]
     python scripts/train.py --task MultiGoal runner.total_steps=4000
     python scripts/train.py --resume logs/meow/Hopper-v5/<timestamp> runner.total_steps=2000000
+    ./isaaclab.sh -p scripts/train.py --task Isaac-Ant-v0 --algo meow --headless --num_envs 4096
 
 Settings come from config/meow.yaml, then tasks/<task>.yaml, then the key=value overrides.
+Isaac tasks also take Isaac Lab's overrides: physics=newton_mjwarp | physx, presets=...,
+env.<Isaac Lab env cfg key>=value (e.g. env.episode_length_s=10); agent.<key>=value is the
+same as <key>=value (e.g. agent.algo.lr=3e-4).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "source"))
 
 ALGOS = ("meow",)
+ISAACLAB_KEYS = ("physics", "presets")
+"""Top-level override keys that belong to Isaac Lab's config resolution, not to MEow's."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -27,18 +33,41 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--task", help="task id or alias, e.g. Hopper-v5 (see tasks/)")
     parser.add_argument("--algo", default="meow", help=f"algorithm; one of: {', '.join(ALGOS)}")
     parser.add_argument("--resume", metavar="PATH", help="checkpoint file or run directory to continue from")
+    parser.add_argument("--checkpoint", metavar="PATH", help="same as --resume (Isaac Lab's name)")
     parser.add_argument("--seed", type=int, help="shorthand for seed=N")
     parser.add_argument("--device", help="shorthand for device=DEV (cpu, cuda, cuda:N)")
     parser.add_argument("--num_envs", type=int, help="shorthand for env.num_envs=N")
     parser.add_argument("--total_steps", type=int, help="shorthand for runner.total_steps=N")
+    parser.add_argument(
+        "--max_iterations",
+        type=int,
+        help="train for N vectorized steps (runner.total_steps = N x env.num_envs)",
+    )
+    isaac = parser.add_argument_group("Isaac Lab tasks")
+    isaac.add_argument(
+        "--headless",
+        action="store_true",
+        help="run without a viewer (always the case for kit-less Newton; accepted for Isaac Lab habits)",
+    )
+    isaac.add_argument("--video", action="store_true", help="record training videos to <run>/videos/train")
+    isaac.add_argument("--video_length", type=int, default=200, help="steps per recorded video")
+    isaac.add_argument("--video_interval", type=int, default=2000, help="vectorized steps between videos")
     parser.add_argument(
         "overrides", nargs="*", metavar="key=value", help="config overrides, e.g. algo.lr=3e-4"
     )
     args = parser.parse_args(argv)
     if args.algo not in ALGOS:
         parser.error(f"--algo {args.algo} is not available; valid: {', '.join(ALGOS)}")
+    if args.checkpoint:
+        if args.resume and args.resume != args.checkpoint:
+            parser.error("give --resume or --checkpoint, not both")
+        args.resume = args.checkpoint
     if not args.task and not args.resume:
         parser.error("give --task (a new run) or --resume (continue a run)")
+    for name in ("max_iterations", "video_length", "video_interval"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name} {value} is invalid; valid: an integer >= 1")
     for flag, key in (
         ("seed", "seed"),
         ("device", "device"),
@@ -47,7 +76,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ):
         if getattr(args, flag) is not None:
             args.overrides.append(f"{key}={getattr(args, flag)}")
+    args.overrides, args.isaaclab_overrides = split_overrides(args.overrides)
     return args
+
+
+def split_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
+    """Separates MEow's ``key=value`` overrides from those meant for Isaac Lab's env config.
+
+    ``agent.<key>`` is MEow's ``<key>``; ``physics``, ``presets`` and ``env.<key>`` where ``<key>``
+    is not one of MEow's env settings go to Isaac Lab.
+    """
+    from meow.config import EnvConfig
+
+    ours, isaac = [], []
+    env_keys = set(EnvConfig.__dataclass_fields__)
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        if key.startswith("agent."):
+            ours.append(item[len("agent.") :])
+        elif key in ISAACLAB_KEYS or (
+            key.startswith("env.") and "=" in item and key.split(".")[1] not in env_keys
+        ):
+            isaac.append(item)
+        else:
+            ours.append(item)
+    return ours, isaac
 
 
 def _raise_interrupt(signum, frame) -> None:
@@ -63,31 +116,75 @@ def new_run_dir(cfg) -> Path:
     return path
 
 
+def apply_isaaclab_overrides(cfg, isaaclab_overrides: list[str]) -> None:
+    """Adds Isaac Lab overrides (and the default physics preset) to ``cfg.env.isaaclab_overrides``."""
+    from meow.config import ConfigError, validate
+
+    if cfg.env.kind != "isaaclab":
+        if isaaclab_overrides:
+            raise ConfigError(
+                f"override '{isaaclab_overrides[0]}' is for Isaac Lab tasks; {cfg.env.id} is a "
+                f"{cfg.env.kind} task (its env settings: env.num_envs, env.eval_envs, env.kwargs.*)"
+            )
+        return
+    from meow_isaac.env import with_default_physics
+
+    cfg.env.isaaclab_overrides = with_default_physics([*cfg.env.isaaclab_overrides, *isaaclab_overrides])
+    validate(cfg)
+
+
+def write_params(run_dir: Path, cfg, env) -> None:
+    """Isaac Lab's layout: ``params/env.yaml`` (the env config) and ``params/agent.yaml`` (MEow's)."""
+    from isaaclab.utils.io import dump_yaml
+    from omegaconf import OmegaConf
+
+    (run_dir / "params").mkdir(parents=True, exist_ok=True)
+    dump_yaml(str(run_dir / "params" / "env.yaml"), env.env_cfg)
+    OmegaConf.save(cfg, run_dir / "params" / "agent.yaml", resolve=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from meow.config import ConfigError, config_from_checkpoint, load_config
-    from meow.envs import make_env
+    from meow.config import ConfigError, config_from_checkpoint, find_task, load_config
+    from meow.envs import make_env_from_config
     from meow.runners import CheckpointError, OffPolicyRunner, read_checkpoint
 
+    env = eval_env = None
     try:
         ckpt = None
         if args.resume:
             ckpt = read_checkpoint(args.resume)
             cfg = config_from_checkpoint(ckpt["config"], args.overrides)
-            if args.task and args.task != cfg.env.id:
+            if args.task and find_task(args.task) != find_task(cfg.env.id):
                 raise CheckpointError(f"{ckpt['path']} is a {cfg.env.id} run, not --task {args.task}")
         else:
             cfg = load_config(args.task, args.overrides)
-        env = make_env(cfg.env.kind, cfg.env.id, cfg.env.num_envs, cfg.device, cfg.env.kwargs)
-        eval_env = None
-        if cfg.env.eval_envs > 0:
-            eval_env = make_env(cfg.env.kind, cfg.env.id, cfg.env.eval_envs, cfg.device, cfg.env.kwargs)
+        if args.max_iterations is not None:
+            cfg.runner.total_steps = args.max_iterations * cfg.env.num_envs
+        apply_isaaclab_overrides(cfg, args.isaaclab_overrides)
         run_dir = new_run_dir(cfg)
+        video = None
+        if args.video:
+            if cfg.env.kind != "isaaclab":
+                raise ConfigError("--video records Isaac Lab training; other tasks: scripts/play.py --video")
+            video = {
+                "dir": run_dir / "videos" / "train",
+                "interval": args.video_interval,
+                "length": args.video_length,
+            }
+        env = make_env_from_config(cfg, cfg.env.num_envs, video=video)
+        if cfg.env.eval_envs > 0:
+            eval_env = make_env_from_config(cfg, cfg.env.eval_envs)
         runner = OffPolicyRunner(cfg, env, eval_env, run_dir)
         if ckpt is not None:
             runner.load(ckpt)
             print(f"[meow] resumed {ckpt['path']} at env step {runner.global_step:,}")
-    except (ConfigError, CheckpointError, MemoryError, ValueError) as err:
+        if cfg.env.kind == "isaaclab":
+            write_params(run_dir, cfg, env)
+    except (ConfigError, CheckpointError, MemoryError, ValueError, ImportError, FileNotFoundError) as err:
+        for e in (env, eval_env):
+            if e is not None:
+                e.close()
         print(f"error: {err}", file=sys.stderr)
         return 2
 

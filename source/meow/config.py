@@ -22,6 +22,11 @@ ROOT = Path(os.environ.get("MEOW_ROOT", Path(__file__).resolve().parents[2]))
 """Repository root holding ``config/`` and ``tasks/`` (override with ``MEOW_ROOT``)."""
 
 
+# Task files scale Isaac settings with the env count, e.g. ``capacity: ${meow.mul:15000,${env.num_envs}}``.
+OmegaConf.register_new_resolver("meow.mul", lambda a, b: int(a) * int(b), replace=True)
+OmegaConf.register_new_resolver("meow.floordiv", lambda a, b: max(1, int(a) // int(b)), replace=True)
+
+
 class ConfigError(ValueError):
     """A bad setting: the message names the key, its value and what would be valid."""
 
@@ -33,7 +38,10 @@ class EnvConfig:
     aliases: list[str] = field(default_factory=list)
     num_envs: int = MISSING
     eval_envs: int = MISSING
+    obs_dim: int = MISSING
+    action_dim: int = MISSING
     kwargs: dict[str, Any] = field(default_factory=dict)
+    isaaclab_overrides: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -151,7 +159,9 @@ def load_config(task: str, overrides: list[str] | tuple[str, ...] = (), root: Pa
     task_path = find_task(task, root)
     cfg = _merge(cfg, OmegaConf.load(task_path), str(task_path))
     cfg.task = task_path.stem
-    cfg.env.id = task
+    if cfg.env.kind != "isaaclab":
+        # Gymnasium's v4 and v5 ids are different environments; Isaac aliases are the same one.
+        cfg.env.id = task
     cfg = _apply_overrides(cfg, overrides, frozen=("task", "env.id", "env.kind"))
     validate(cfg)
     return cfg
@@ -192,6 +202,17 @@ def validate(cfg: DictConfig) -> None:
     _check(e.kind in ENV_KINDS, "env.kind", e.kind, " | ".join(ENV_KINDS))
     _check(e.num_envs >= 1, "env.num_envs", e.num_envs, "an integer >= 1")
     _check(e.eval_envs >= 0, "env.eval_envs", e.eval_envs, "an integer >= 0 (0 disables evaluation)")
+    if e.kind == "isaaclab":
+        _check(
+            e.eval_envs == 0,
+            "env.eval_envs",
+            e.eval_envs,
+            "0 for Isaac Lab tasks (one simulation per process; evaluate with scripts/play.py)",
+        )
+    elif e.isaaclab_overrides:
+        raise ConfigError(f"env.isaaclab_overrides={list(e.isaaclab_overrides)} is for Isaac Lab tasks only")
+    for key in ("obs_dim", "action_dim"):
+        _check(e[key] >= 0, f"env.{key}", e[key], "an integer >= 0 (0: taken from the environment)")
     _check(a.lr > 0, "algo.lr", a.lr, "a number > 0")
     _check(0 <= a.gamma < 1, "algo.gamma", a.gamma, "a number in [0, 1)")
     _check(0 < a.tau <= 1, "algo.tau", a.tau, "a number in (0, 1]")

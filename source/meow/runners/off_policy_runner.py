@@ -70,6 +70,13 @@ class OffPolicyRunner:
         self.env = env
         self.eval_env = eval_env
         self.log_dir = Path(log_dir) if log_dir is not None else None
+        for key, got in (("obs_dim", env.obs_dim), ("action_dim", env.action_dim)):
+            want = cfg.env[key]
+            if want and want != got:
+                raise ValueError(
+                    f"env.{key}={want} in the task settings, but {cfg.env.id} has {got}; "
+                    f"a different task version? set env.{key}={got} (or 0) if that is intended"
+                )
         a = cfg.algo
         policy = build_policy(cfg, env.obs_dim, env.action_dim).to(self.device)
         normalizer = EmpiricalNormalization(env.obs_dim).to(self.device) if a.normalize_obs else None
@@ -211,6 +218,9 @@ class OffPolicyRunner:
                 window.zero_()
                 if metrics:
                     logged["policy/entropy"] = self._entropy(obs)
+                # Per-episode reward terms and termination causes that Isaac Lab reports.
+                for tag, value in getattr(env, "episode_log", {}).items():
+                    logged[tag] = float(value)
                 for tag, value in logged.items():
                     self._scalar(tag, value)
                 progress.show(self._postfix(logged))

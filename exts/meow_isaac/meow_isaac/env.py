@@ -1,0 +1,242 @@
+"""Isaac Lab environments behind MEow's batched-tensor protocol (:class:`meow.envs.VecEnv`).
+
+Everything stays on the simulation device: observations of one observation group, rewards,
+terminated, truncated (time-outs) and the true final observation of every env that finished
+in the step, which Isaac Lab exposes as ``extras["final_obs"]`` when ``compute_final_obs`` is on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from meow.envs.protocol import StepResult
+
+DEFAULT_KITLESS_PHYSICS = "newton_mjwarp"
+"""The physics preset chosen when the command line names none and Isaac Sim is not installed."""
+
+
+class IsaacLabVecEnv:
+    """Wraps a created Isaac Lab ``ManagerBasedRLEnv`` or ``DirectRLEnv`` (or a gym wrapper of one).
+
+    Actions in ``[-1, 1]`` are clipped, then mapped onto the action space when it is bounded,
+    else multiplied by ``action_scale`` (Isaac Lab's locomotion and hand tasks take unbounded
+    actions and scale them in their action terms; 1.0 hands them ``[-1, 1]``, as the
+    rl-games configs of those tasks clip to).
+
+    Args:
+        env: the environment returned by ``gym.make`` (its ``cfg.compute_final_obs`` must be True).
+        obs_group: the observation group the policy sees.
+        action_scale: factor for unbounded action spaces.
+        on_close: called after the environment is closed (e.g. to shut the simulation app down).
+    """
+
+    def __init__(
+        self,
+        env: Any,
+        obs_group: str = "policy",
+        action_scale: float = 1.0,
+        on_close: Any = None,
+    ) -> None:
+        self.env = env
+        self.unwrapped = env.unwrapped
+        cfg = self.unwrapped.cfg
+        if not getattr(cfg, "compute_final_obs", False):
+            raise ValueError(
+                "the Isaac Lab env was created with cfg.compute_final_obs=False; MEow needs the true "
+                "final observation of finished episodes (set env_cfg.compute_final_obs=True before gym.make)"
+            )
+        obs_space = self.unwrapped.single_observation_space
+        if obs_group not in obs_space.spaces:
+            raise ValueError(
+                f"observation group '{obs_group}' not in this env; valid: {', '.join(obs_space.spaces)}"
+            )
+        obs_shape, act_shape = obs_space[obs_group].shape, self.unwrapped.single_action_space.shape
+        if len(obs_shape) != 1 or len(act_shape) != 1:
+            raise ValueError(
+                f"MEow needs flat observations and actions; this env has {obs_shape} and {act_shape}"
+            )
+        self.obs_group = obs_group
+        self.num_envs = int(self.unwrapped.num_envs)
+        self.device = torch.device(self.unwrapped.device)
+        self.obs_dim = int(obs_shape[0])
+        self.action_dim = int(act_shape[0])
+        space = self.unwrapped.single_action_space
+        low = torch.as_tensor(space.low, dtype=torch.float32, device=self.device)
+        high = torch.as_tensor(space.high, dtype=torch.float32, device=self.device)
+        if torch.isfinite(low).all() and torch.isfinite(high).all():
+            self._offset, self._scale = (high + low) / 2, (high - low) / 2
+        else:
+            self._offset, self._scale = torch.zeros_like(low), torch.full_like(low, float(action_scale))
+        self._on_close = on_close
+        self.episode_log: dict[str, float] = {}
+        """The latest per-episode statistics Isaac Lab reported in ``extras["log"]``."""
+
+    def reset(self, seed: int | None = None) -> Tensor:
+        obs, _ = self.env.reset(seed=seed)
+        return obs[self.obs_group].clone()
+
+    def step(self, actions: Tensor) -> StepResult:
+        scaled = self._offset + self._scale * actions.to(self.device).clamp(-1.0, 1.0)
+        obs, rewards, terminated, truncated, extras = self.env.step(scaled)
+        # Isaac Lab reuses its buffers between steps: copy what the caller keeps.
+        obs = obs[self.obs_group].clone()
+        terminated = terminated.to(torch.bool).clone()
+        truncated = truncated.to(torch.bool) & ~terminated
+        final = extras.get("final_obs")
+        if final is None:
+            # No env has finished since creation (compute_final_obs is on), so nothing is done.
+            next_obs = obs
+        else:
+            # final_obs holds every env and is stale for envs that did not finish this step.
+            done = (terminated | truncated).unsqueeze(-1)
+            next_obs = torch.where(done, final[self.obs_group], obs)
+        log = extras.get("log")
+        if log:
+            self.episode_log = log
+        return StepResult(
+            obs=obs,
+            rewards=rewards.to(torch.float32).clone(),
+            terminated=terminated,
+            truncated=truncated,
+            next_obs=next_obs,
+        )
+
+    def render(self) -> Any:
+        return self.env.render()
+
+    def close(self) -> None:
+        try:
+            self.env.close()
+        finally:
+            if self._on_close is not None:
+                self._on_close()
+
+
+def default_physics() -> str | None:
+    """``newton_mjwarp`` when Isaac Sim is not installed (kit-less), else Isaac Lab's own default."""
+    return None if importlib.util.find_spec("isaacsim") is not None else DEFAULT_KITLESS_PHYSICS
+
+
+def with_default_physics(overrides: Sequence[str]) -> list[str]:
+    """``overrides`` plus ``physics=<default>`` when they choose no physics preset themselves."""
+    overrides = list(overrides)
+    if any(o.split("=", 1)[0] in ("physics", "presets") for o in overrides):
+        return overrides
+    physics = default_physics()
+    return [*overrides, f"physics={physics}"] if physics else overrides
+
+
+def resolve_env_cfg(
+    task: str, num_envs: int, device: str, overrides: Sequence[str] = (), seed: int | None = None
+):
+    """Isaac Lab's env config for ``task`` through its own resolution (presets, Hydra overrides)."""
+    from isaaclab_tasks.utils import resolve_task_config
+
+    import meow_isaac.tasks  # noqa: F401  (registers the Isaac Lab tasks and the 2.x ids)
+
+    env_cfg, _ = resolve_task_config(task, None, overrides=[*overrides, f"env.scene.num_envs={num_envs}"])
+    env_cfg.sim.device = str(device)
+    env_cfg.compute_final_obs = True
+    if seed is not None:
+        env_cfg.seed = seed
+    return env_cfg
+
+
+def make_isaaclab_env(
+    task: str,
+    num_envs: int,
+    device: str | torch.device = "cpu",
+    overrides: Sequence[str] = (),
+    obs_group: str = "policy",
+    action_scale: float = 1.0,
+    seed: int | None = None,
+    headless: bool = True,
+    render_mode: str | None = None,
+    video: dict[str, Any] | None = None,
+) -> IsaacLabVecEnv:
+    """Creates an Isaac Lab task and wraps it in :class:`IsaacLabVecEnv`.
+
+    Starts the simulation runtime the config needs (nothing for kit-less Newton, Isaac Sim for
+    PhysX) and shuts it down on :meth:`IsaacLabVecEnv.close`.
+
+    Args:
+        task: an Isaac Lab task id (3.0 ids and the 2.x ids registered by :mod:`meow_isaac.tasks`).
+        num_envs: parallel environments.
+        device: simulation device, where every returned tensor lives.
+        overrides: Isaac Lab Hydra overrides, e.g. ``physics=newton_mjwarp``, ``env.episode_length_s=5``.
+        obs_group: the observation group the policy sees.
+        action_scale: see :class:`IsaacLabVecEnv`.
+        seed: the env config's seed.
+        headless: passed to the simulation launcher.
+        render_mode: ``rgb_array`` to render frames.
+        video: ``{"dir": folder, "interval": vectorized steps, "length": steps}`` records videos
+            of training with gymnasium's ``RecordVideo`` (implies ``render_mode="rgb_array"``).
+
+    Raises:
+        meow_isaac.assets.AssetError: a local USD file the task needs does not exist.
+        ValueError: unknown task, or an env MEow cannot drive.
+    """
+    import gymnasium as gym
+
+    from meow_isaac.assets import check_assets
+
+    device = str(torch.device(device))
+    if video is not None:
+        render_mode = "rgb_array"
+    env_cfg = resolve_env_cfg(task, num_envs, device, with_default_physics(overrides), seed)
+    check_assets(env_cfg, task)
+    from isaaclab.app import launch_simulation
+
+    stack = contextlib.ExitStack()
+    launcher = {"headless": headless, "device": device}
+    if render_mode is not None:
+        launcher["enable_cameras"] = True
+    stack.enter_context(launch_simulation(env_cfg, launcher))
+    try:
+        env = gym.make(task, cfg=env_cfg, render_mode=render_mode)
+        if video is not None:
+            env = gym.wrappers.RecordVideo(
+                env,
+                video_folder=str(video["dir"]),
+                step_trigger=lambda step: step % video["interval"] == 0,
+                video_length=video["length"],
+                disable_logger=True,
+            )
+        wrapped = IsaacLabVecEnv(env, obs_group=obs_group, action_scale=action_scale, on_close=stack.close)
+    except BaseException:
+        stack.close()
+        raise
+    wrapped.env_cfg = env_cfg
+    return wrapped
+
+
+def isaaclab_version() -> str | None:
+    """The installed Isaac Lab version, or None."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("isaaclab")
+    except PackageNotFoundError:
+        return None
+
+
+def require_isaaclab() -> None:
+    """Raises a one-line error when Isaac Lab 3.x is not importable in this Python."""
+    ver = isaaclab_version()
+    if ver is None or importlib.util.find_spec("isaaclab_tasks") is None:
+        raise ImportError(
+            "Isaac Lab is not installed in this Python "
+            f"({sys.executable}); Isaac tasks need isaaclab>=3.0 "
+            "(bash scripts/setup.sh installs it with Python 3.12, or use the container: docs/CONTAINER.md)"
+        )
+    if int(ver.split(".")[0]) < 3:
+        raise ImportError(
+            f"Isaac Lab {ver} is installed; meow_isaac needs Isaac Lab 3.x (its kit-less launch and task API)"
+        )
