@@ -3,7 +3,8 @@
     python scripts/play.py logs/meow/Hopper-v5/<timestamp>            # latest checkpoint of a run
     python scripts/play.py logs/meow/Hopper-v5/<timestamp>/model_100000.pt --episodes 20
     python scripts/play.py <run> --video      # also record the first episode to <run>/videos/
-    python scripts/play.py <run> --export     # also write <run>/exported/policy.pt (TorchScript)
+    python scripts/play.py <run> --export     # also write <run>/exported/policy.pt and policy.onnx
+    ./isaaclab.sh -p scripts/play.py logs/meow/Isaac-Ant/<timestamp> --episodes 64 --export
 
 Reports the mean and standard deviation of the return of the deterministic action
 (the flow's image of the latent z = 0), one episode per evaluation environment.
@@ -30,8 +31,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--video", action="store_true", help="record the first episode as MP4 (needs imageio-ffmpeg)"
     )
     parser.add_argument(
-        "--export", action="store_true", help="export the deterministic policy to TorchScript"
+        "--export", action="store_true", help="export the deterministic policy to TorchScript and ONNX"
     )
+    parser.add_argument("--headless", action="store_true", help="accepted for Isaac Lab habits; always headless")
     args = parser.parse_args(argv)
     if args.episodes < 1:
         parser.error(f"--episodes {args.episodes} is invalid; valid: an integer >= 1")
@@ -73,31 +75,34 @@ def record_video(
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from meow.config import ConfigError, config_from_checkpoint
-    from meow.envs import make_env
-    from meow.export import DeterministicPolicy, export_torchscript
+    from meow.envs import make_env_from_config
+    from meow.export import DeterministicPolicy, export_onnx, export_torchscript
     from meow.runners import CheckpointError, OffPolicyRunner, read_checkpoint
 
+    env = None
     try:
         ckpt = read_checkpoint(args.checkpoint, map_location=args.device)
-        cfg = config_from_checkpoint(
-            ckpt["config"],
-            [
-                f"device={args.device}",
-                f"env.eval_envs={args.episodes}",
-                f"seed={args.seed}",
-                "runner.progress=false",
-            ],
-        )
-        env = make_env(cfg.env.kind, cfg.env.id, cfg.env.eval_envs, cfg.device, cfg.env.kwargs)
+        run_dir = Path(ckpt["path"]).parent
+        overrides = [f"device={args.device}", f"seed={args.seed}", "runner.progress=false"]
+        isaac = ckpt["config"]["env"]["kind"] == "isaaclab"
+        if not isaac:
+            overrides.append(f"env.eval_envs={args.episodes}")
+        cfg = config_from_checkpoint(ckpt["config"], overrides)
+        # Isaac Lab runs one simulation per process: the evaluation envs also record the video.
+        video = None
+        if isaac and args.video:
+            video = {"dir": run_dir, "subdir": "play", "interval": 10**9, "length": 10_000}
+        env = make_env_from_config(cfg, args.episodes, video=video)
         # The runner rebuilds the networks exactly as trained; a one-transition buffer is enough here.
         cfg.buffer.capacity = 1
         cfg.algo.batch_size = 1
         runner = OffPolicyRunner(cfg, env, eval_env=env)
         runner.alg.load_state_dict(ckpt["learner"])
-    except (ConfigError, CheckpointError, ValueError, RuntimeError) as err:
+    except (ConfigError, CheckpointError, ValueError, RuntimeError, ImportError, FileNotFoundError) as err:
+        if env is not None:
+            env.close()
         print(f"error: {err}", file=sys.stderr)
         return 2
-    run_dir = Path(ckpt["path"]).parent
     mean, std = runner.evaluate()
     print(
         f"[meow] {cfg.env.id} @ env step {ckpt['global_step']:,}: deterministic return "
@@ -110,11 +115,17 @@ def main(argv: list[str] | None = None) -> int:
         goals = ", ".join(f"{g}: {c}" for g, c in zip(MultiGoalEnv.GOALS, counts, strict=False))
         print(f"[meow] 500 sampled trajectories from the origin reach {goals}; none: {counts[-1]}")
     if args.export:
-        path = export_torchscript(
-            runner.alg.policy, runner.alg.normalizer, run_dir / "exported" / "policy.pt"
-        )
+        policy, normalizer = runner.alg.policy, runner.alg.normalizer
+        path = export_torchscript(policy, normalizer, run_dir / "exported" / "policy.pt")
         print(f"[meow] exported TorchScript policy to {path}")
-    if args.video:
+        try:
+            path = export_onnx(policy, normalizer, run_dir / "exported" / "policy.onnx")
+            print(f"[meow] exported ONNX policy to {path}")
+        except RuntimeError as err:
+            print(f"warning: {err}; skipped the ONNX export", file=sys.stderr)
+    if isaac and args.video:
+        print(f"[meow] video clips written to {run_dir / 'videos' / 'play'}")
+    elif args.video:
         try:
             path = record_video(
                 cfg.env.kind,

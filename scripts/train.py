@@ -49,7 +49,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="run without a viewer (always the case for kit-less Newton; accepted for Isaac Lab habits)",
     )
-    isaac.add_argument("--video", action="store_true", help="record training videos to <run>/videos/train")
+    isaac.add_argument(
+        "--video", action="store_true", help="record training clips to <run>/videos/train (needs a visualizer)"
+    )
     isaac.add_argument("--video_length", type=int, default=200, help="steps per recorded video")
     isaac.add_argument("--video_interval", type=int, default=2000, help="vectorized steps between videos")
     parser.add_argument(
@@ -168,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
             if cfg.env.kind != "isaaclab":
                 raise ConfigError("--video records Isaac Lab training; other tasks: scripts/play.py --video")
             video = {
-                "dir": run_dir / "videos" / "train",
+                "dir": run_dir,
+                "subdir": "train",
                 "interval": args.video_interval,
                 "length": args.video_length,
             }
@@ -181,7 +184,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[meow] resumed {ckpt['path']} at env step {runner.global_step:,}")
         if cfg.env.kind == "isaaclab":
             write_params(run_dir, cfg, env)
-    except (ConfigError, CheckpointError, MemoryError, ValueError, ImportError, FileNotFoundError) as err:
+    except (
+        ConfigError,
+        CheckpointError,
+        MemoryError,
+        ValueError,
+        ImportError,
+        FileNotFoundError,
+        RuntimeError,
+    ) as err:
         for e in (env, eval_env):
             if e is not None:
                 e.close()
@@ -201,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         runner.learn()
     except KeyboardInterrupt:
+        # A scheduler may signal again while the checkpoint is written: finish writing it.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         path = runner.save()
         print(f"\n[meow] interrupted at env step {runner.global_step:,}; saved {path}")
         return 130

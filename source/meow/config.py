@@ -25,6 +25,7 @@ ROOT = Path(os.environ.get("MEOW_ROOT", Path(__file__).resolve().parents[2]))
 # Task files scale Isaac settings with the env count, e.g. ``capacity: ${meow.mul:15000,${env.num_envs}}``.
 OmegaConf.register_new_resolver("meow.mul", lambda a, b: int(a) * int(b), replace=True)
 OmegaConf.register_new_resolver("meow.floordiv", lambda a, b: max(1, int(a) // int(b)), replace=True)
+OmegaConf.register_new_resolver("meow.min", lambda a, b: min(int(a), int(b)), replace=True)
 
 
 class ConfigError(ValueError):

@@ -7,6 +7,7 @@ in the step, which Isaac Lab exposes as ``extras["final_obs"]`` when ``compute_f
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import importlib.util
 import sys
@@ -176,8 +177,9 @@ def make_isaaclab_env(
         seed: the env config's seed.
         headless: passed to the simulation launcher.
         render_mode: ``rgb_array`` to render frames.
-        video: ``{"dir": folder, "interval": vectorized steps, "length": steps}`` records videos
-            of training with gymnasium's ``RecordVideo`` (implies ``render_mode="rgb_array"``).
+        video: ``{"dir": run dir, "subdir": "train" | "play", "interval": steps, "length": steps}``
+            records clips to ``<dir>/videos/<subdir>`` with Isaac Lab's own video recorders,
+            which capture a visualizer (Kit, or Newton's OpenGL viewer).
 
     Raises:
         meow_isaac.assets.AssetError: a local USD file the task needs does not exist.
@@ -188,30 +190,46 @@ def make_isaaclab_env(
     from meow_isaac.assets import check_assets
 
     device = str(torch.device(device))
-    if video is not None:
-        render_mode = "rgb_array"
     env_cfg = resolve_env_cfg(task, num_envs, device, with_default_physics(overrides), seed)
     check_assets(env_cfg, task)
     from isaaclab.app import launch_simulation
 
+    video_args = None
+    if video is not None:
+        from isaaclab_rl.entrypoints.common import pre_launch_video_config
+
+        # Kit's viewport where Isaac Sim is installed, else Newton's OpenGL viewer.
+        video_args = argparse.Namespace(
+            video=True,
+            video_length=video["length"],
+            video_interval=video["interval"],
+            headless=headless,
+            visualizer=None if importlib.util.find_spec("isaacsim") else ["newton"],
+        )
+        pre_launch_video_config(env_cfg, video_args)
     stack = contextlib.ExitStack()
     launcher = {"headless": headless, "device": device}
-    if render_mode is not None:
+    if video_args is not None:
+        launcher["visualizer"] = video_args.visualizer
+    if render_mode is not None or video is not None:
         launcher["enable_cameras"] = True
-    stack.enter_context(launch_simulation(env_cfg, launcher))
     try:
-        env = gym.make(task, cfg=env_cfg, render_mode=render_mode)
+        stack.enter_context(launch_simulation(env_cfg, launcher))
         if video is not None:
-            env = gym.wrappers.RecordVideo(
-                env,
-                video_folder=str(video["dir"]),
-                step_trigger=lambda step: step % video["interval"] == 0,
-                video_length=video["length"],
-                disable_logger=True,
-            )
+            from isaaclab_rl.entrypoints.common import apply_video_recording
+
+            apply_video_recording(env_cfg, str(video["dir"]), video_args, subdir=video["subdir"])
+        env = gym.make(task, cfg=env_cfg, render_mode=render_mode)
         wrapped = IsaacLabVecEnv(env, obs_group=obs_group, action_scale=action_scale, on_close=stack.close)
-    except BaseException:
+    except BaseException as err:
         stack.close()
+        if video is not None and isinstance(err, Exception):
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise RuntimeError(
+                f"video recording could not start: {first}. Isaac Lab records from a visualizer "
+                "(Isaac Sim's Kit, or Newton's OpenGL viewer, which needs a GL/EGL driver); "
+                "train without --video on machines that have neither"
+            ) from err
         raise
     wrapped.env_cfg = env_cfg
     return wrapped
