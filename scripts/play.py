@@ -33,7 +33,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--export", action="store_true", help="export the deterministic policy to TorchScript and ONNX"
     )
-    parser.add_argument("--headless", action="store_true", help="accepted for Isaac Lab habits; always headless")
+    parser.add_argument(
+        "--headless", action="store_true", help="accepted for Isaac Lab habits; play is always headless"
+    )
     args = parser.parse_args(argv)
     if args.episodes < 1:
         parser.error(f"--episodes {args.episodes} is invalid; valid: an integer >= 1")

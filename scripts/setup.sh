@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Creates .venv (Python 3.12, as Isaac Lab 3.0 needs; 3.10+ works for the core) and installs
-# meow with its test and baseline extras. Safe to re-run: an existing .venv is reused.
-#   bash scripts/setup.sh            # into ./.venv
+# meow with its test and baseline extras, and, with Python 3.12, Isaac Lab 3.0 and the meow_isaac
+# extension (several GB; MEOW_ISAACLAB=0 skips them). Safe to re-run: an existing .venv is reused.
+#   bash scripts/setup.sh                    # into ./.venv
 #   MEOW_VENV=/path bash scripts/setup.sh
+#   MEOW_ISAACLAB=0 bash scripts/setup.sh    # the CPU/MuJoCo path only
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${MEOW_VENV:-.venv}
@@ -45,6 +47,17 @@ else
     "$VENV/bin/python" -m pip install -q --upgrade pip
     INSTALL=("$VENV/bin/python" -m pip install -q)
 fi
-echo "[setup] installing $TORCH_SPEC and meow[dev] into $VENV"
-"${INSTALL[@]}" "$TORCH_SPEC" -e ".[dev]"
+PACKAGES=("$TORCH_SPEC" -e ".[dev]")
+if [ "${MEOW_ISAACLAB:-1}" != 0 ]; then
+    if "$VENV/bin/python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))'; then
+        PACKAGES+=(-e exts/meow_isaac)
+    else
+        echo "[setup] $VENV is not Python 3.12: skipping Isaac Lab 3.0 (the Isaac tests will be skipped)"
+    fi
+fi
+echo "[setup] installing ${PACKAGES[*]} into $VENV"
+"${INSTALL[@]}" "${PACKAGES[@]}"
 "$VENV/bin/python" -c "import meow, torch, gymnasium, mujoco; print(f'[setup] ok: meow {meow.__version__}, torch {torch.__version__}, gymnasium {gymnasium.__version__}, mujoco {mujoco.__version__}')"
+if [[ " ${PACKAGES[*]} " == *" exts/meow_isaac "* ]]; then
+    "$VENV/bin/python" -c "from importlib.metadata import version; import meow_isaac; print(f'[setup] ok: isaaclab {version(\"isaaclab\")}, meow_isaac {meow_isaac.__version__}')"
+fi

@@ -50,7 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="run without a viewer (always the case for kit-less Newton; accepted for Isaac Lab habits)",
     )
     isaac.add_argument(
-        "--video", action="store_true", help="record training clips to <run>/videos/train (needs a visualizer)"
+        "--video", action="store_true", help="record training clips to <run>/videos/train (needs a viewer)"
     )
     isaac.add_argument("--video_length", type=int, default=200, help="steps per recorded video")
     isaac.add_argument("--video_interval", type=int, default=2000, help="vectorized steps between videos")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 from meow.config import ROOT, ConfigError, config_from_checkpoint, find_task, load_config, task_files
@@ -90,3 +91,8 @@ def test_missing_defaults_file_is_reported(tmp_path):
     with pytest.raises(ConfigError, match="meow.yaml not found"):
         load_config("Hopper-v5", root=tmp_path)
     assert (ROOT / "config" / "meow.yaml").is_file()
+
+
+def test_device_auto_picks_the_gpu_when_there_is_one():
+    cfg = load_config("Hopper-v5", ["device=auto"])
+    assert cfg.device == ("cuda:0" if torch.cuda.is_available() else "cpu")

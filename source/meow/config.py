@@ -164,6 +164,7 @@ def load_config(task: str, overrides: list[str] | tuple[str, ...] = (), root: Pa
         # Gymnasium's v4 and v5 ids are different environments; Isaac aliases are the same one.
         cfg.env.id = task
     cfg = _apply_overrides(cfg, overrides, frozen=("task", "env.id", "env.kind"))
+    _resolve_auto_device(cfg)
     validate(cfg)
     return cfg
 
@@ -185,6 +186,7 @@ def config_from_checkpoint(saved: dict, overrides: list[str] | tuple[str, ...] =
     """Rebuilds a run's config from the copy stored in its checkpoint, then applies ``overrides``."""
     cfg = _merge(OmegaConf.structured(Config), saved, "the checkpoint's config")
     cfg = _apply_overrides(cfg, overrides, frozen=("task", "env.id", "env.kind"))
+    _resolve_auto_device(cfg)
     validate(cfg)
     return cfg
 
@@ -248,12 +250,18 @@ def validate(cfg: DictConfig) -> None:
     check_device(cfg.device)
 
 
+def _resolve_auto_device(cfg: DictConfig) -> None:
+    """``device=auto``: the first GPU when this machine has one, else the CPU."""
+    if cfg.device == "auto":
+        cfg.device = "cuda:0" if torch.cuda.is_available() else "cpu"
+
+
 def check_device(device: str) -> torch.device:
     """Parses ``device`` and checks that this machine has it."""
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ConfigError(f"device={device} is invalid; valid: cpu, cuda, cuda:N") from None
+        raise ConfigError(f"device={device} is invalid; valid: auto, cpu, cuda, cuda:N") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(f"device={device} is invalid: no CUDA device is visible; valid here: cpu")
@@ -262,5 +270,5 @@ def check_device(device: str) -> torch.device:
                 f"device={device} is invalid; valid: cuda:0..cuda:{torch.cuda.device_count() - 1}"
             )
     elif dev.type != "cpu":
-        raise ConfigError(f"device={device} is invalid; valid: cpu, cuda, cuda:N")
+        raise ConfigError(f"device={device} is invalid; valid: auto, cpu, cuda, cuda:N")
     return dev

@@ -55,8 +55,10 @@ def test_protocol_and_sizes(ant):
 def test_true_final_observation_on_truncation_and_termination(ant):
     # Both Ant tasks end their observation with the last action taken: in the true final
     # observation it is the action of the final step, in a reset observation it is zero.
-    obs = ant.reset(seed=1)
-    for step in range(1, EPISODE_STEPS + 1):
+    ant.reset(seed=1)
+    steps = 0
+    for _ in range(EPISODE_STEPS):
+        steps += 1
         a = _actions(ant)
         r = ant.step(a)
         _check_step(ant, r)
@@ -65,8 +67,7 @@ def test_true_final_observation_on_truncation_and_termination(ant):
         torch.testing.assert_close(r.next_obs[~done], r.obs[~done])
         if done.all():
             break
-        obs = r.obs
-    assert step == EPISODE_STEPS and r.truncated.all() and not r.terminated.any()
+    assert steps == EPISODE_STEPS and r.truncated.all() and not r.terminated.any()
     assert (r.obs[:, -8:] == 0).all()  # the new episodes' first observations
     assert not torch.allclose(r.next_obs, r.obs)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import gymnasium as gym
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 from meow.config import ROOT, ConfigError, load_config
@@ -72,6 +73,7 @@ def test_ids_and_aliases_resolve_to_the_task_settings(registered, path):
         assert cfg.algo.batch_size == 131072 // 64
         assert cfg.runner.warmup_steps == 100 * 64
         assert cfg.algo.normalize_obs and cfg.env.eval_envs == 0
+        assert cfg.device == ("cuda:0" if torch.cuda.is_available() else "cpu")  # device: auto
     # small env counts (CPU): the batch is capped so that it fits the smaller buffer
     assert load_config(env.id, ["env.num_envs=2"]).algo.batch_size == 4096
 
