@@ -98,7 +98,7 @@ def run_ppo(args: argparse.Namespace, work: Path) -> float:
 
     task = load_config(args.task).env.id  # Isaac Lab's own id
     cmd = [launcher, "train", "--rl_library", "rsl_rl", "--task", task, "--num_envs", str(args.num_envs)]
-    cmd += ["--max_iterations", str(args.ppo_iterations), "--device", args.device, "--headless"]
+    cmd += ["--max_iterations", str(args.ppo_iterations), "--device", args.device]
     cmd += [*with_default_physics([]), f"agent.device={args.device}"]
     _run(cmd, work, "rsl_rl PPO training")
     rates = [v for step, v in _scalars(work / "logs" / "rsl_rl", "Perf/total_fps") if step >= 2]
