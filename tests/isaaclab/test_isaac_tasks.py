@@ -72,6 +72,7 @@ def test_ids_and_aliases_resolve_to_the_task_settings(registered, path):
         assert cfg.buffer.capacity == 15000 * 64
         assert cfg.algo.batch_size == 131072 // 64
         assert cfg.runner.warmup_steps == 100 * 64
+        assert cfg.runner.total_steps == 1_000_000 * 64  # 1M vectorized steps
         assert cfg.algo.normalize_obs and cfg.env.eval_envs == 0
         assert cfg.device == ("cuda:0" if torch.cuda.is_available() else "cpu")  # device: auto
     # small env counts (CPU): the batch is capped so that it fits the smaller buffer
