@@ -1,0 +1,163 @@
+"""Plot return curves of several runs from their TensorBoard logs: mean and confidence band over seeds.
+
+    python scripts/compare.py logs/meow/Hopper-v5/*                      # one curve, the seeds averaged
+    python scripts/compare.py "MEow=logs/meow/Hopper-v5/*" "no LRS=logs/ablation/Hopper-v5/*" --out hopper.png
+    python scripts/compare.py "MEow=logs/meow/Isaac-Ant/*" --tag charts/episodic_return
+
+Each positional argument is ``[LABEL=]PATTERN``: a run directory, or a glob of run directories
+(the seeds of one method); a run directory is any folder that holds TensorBoard event files,
+searched recursively. Without a label the pattern is the label. Draws two panels into a PNG:
+return against env steps and against wall-clock time since each run's first logged point.
+Curves of one label are interpolated onto a common grid up to the shortest run; the band is a
+confidence interval of the mean over seeds (Student t; none for a single seed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import math
+import sys
+from pathlib import Path
+from typing import NamedTuple
+
+_TIME_UNITS = ((120, "seconds", 1.0), (7200, "minutes", 1 / 60), (math.inf, "hours", 1 / 3600))
+
+DEFAULT_TAGS = ("eval/return_mean", "charts/episodic_return")
+"""Tried in order for each run when --tag is not given: MEow's evaluation, then training, return."""
+
+
+class Curve(NamedTuple):
+    run: Path
+    tag: str
+    steps: list[float]
+    values: list[float]
+    seconds: list[float]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("runs", nargs="+", metavar="[LABEL=]PATTERN", help="run directories or globs of them")
+    parser.add_argument(
+        "--tag", help=f"scalar to plot (default: the first of {', '.join(DEFAULT_TAGS)} a run has)"
+    )
+    parser.add_argument("--out", default="compare.png", help="PNG file to write (default compare.png)")
+    parser.add_argument("--confidence", type=float, default=0.95, help="confidence level of the band")
+    parser.add_argument("--points", type=int, default=200, help="grid points per curve")
+    parser.add_argument("--title", help="figure title")
+    args = parser.parse_args(argv)
+    if not 0 < args.confidence < 1:
+        parser.error(f"--confidence {args.confidence} is invalid; valid: a number in (0, 1)")
+    if args.points < 2:
+        parser.error(f"--points {args.points} is invalid; valid: an integer >= 2")
+    if Path(args.out).suffix.lower() != ".png":
+        parser.error(f"--out {args.out} is invalid; valid: a path ending in .png")
+    return args
+
+
+def run_dirs(pattern: str) -> list[Path]:
+    """Folders at or below the matches of ``pattern`` that directly hold TensorBoard event files."""
+    found: set[Path] = set()
+    for match in glob.glob(pattern):
+        root = Path(match)
+        files = [root] if root.is_file() else root.rglob("events.out.tfevents.*")
+        found.update(f.parent for f in files if f.name.startswith("events.out.tfevents."))
+    return sorted(found)
+
+
+def read_curve(run: Path, tag: str | None) -> Curve:
+    """The scalar ``tag`` (or the first of :data:`DEFAULT_TAGS`) of one run, merged over its event files."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run), size_guidance={"scalars": 0})
+    events.Reload()
+    have = set(events.Tags()["scalars"])
+    tags = [tag] if tag else [t for t in DEFAULT_TAGS if t in have]
+    if not tags or tags[0] not in have:
+        wanted = tag or " or ".join(DEFAULT_TAGS)
+        raise ValueError(f"{run} has no '{wanted}' scalars; it has: {', '.join(sorted(have)) or 'none'}")
+    scalars = sorted(events.Scalars(tags[0]), key=lambda e: e.step)
+    start = min(e.wall_time for e in scalars)
+    return Curve(
+        run,
+        tags[0],
+        [float(e.step) for e in scalars],
+        [float(e.value) for e in scalars],
+        [e.wall_time - start for e in scalars],
+    )
+
+
+def band(curves: list[Curve], x: str, points: int, confidence: float):
+    """Grid, mean and half-width of the confidence interval of ``curves`` along ``x`` (steps|seconds)."""
+    import numpy as np
+
+    end = min(getattr(c, x)[-1] for c in curves)
+    start = max(getattr(c, x)[0] for c in curves)
+    # a single logged point per run gives a one-point grid
+    grid = np.array([end]) if end <= start else np.linspace(start, end, points)
+    ys = np.stack([np.interp(grid, getattr(c, x), c.values) for c in curves])
+    mean = ys.mean(axis=0)
+    n = len(curves)
+    if n < 2:
+        return grid, mean, None
+    from scipy import stats
+
+    t = stats.t.ppf(0.5 + confidence / 2, df=n - 1)
+    return grid, mean, t * ys.std(axis=0, ddof=1) / math.sqrt(n)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    groups: dict[str, list[Curve]] = {}
+    try:
+        for item in args.runs:
+            label, _, pattern = item.partition("=") if "=" in item else (item, "", item)
+            runs = run_dirs(pattern)
+            if not runs:
+                raise ValueError(f"'{pattern}' matches no folder with TensorBoard event files")
+            groups.setdefault(label, []).extend(read_curve(run, args.tag) for run in runs)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_steps, ax_time) = plt.subplots(1, 2, figsize=(12, 4.5))
+    tags = sorted({c.tag for curves in groups.values() for c in curves})
+    longest = max(c.seconds[-1] for curves in groups.values() for c in curves)
+    unit, per_second = next((u, f) for limit, u, f in _TIME_UNITS if longest < limit)
+    for label, curves in groups.items():
+        for ax, x, scale in ((ax_steps, "steps", 1.0), (ax_time, "seconds", per_second)):
+            grid, mean, half = band(curves, x, args.points, args.confidence)
+            (line,) = ax.plot(grid * scale, mean, label=f"{label} (n={len(curves)})")
+            if half is not None:
+                ax.fill_between(grid * scale, mean - half, mean + half, color=line.get_color(), alpha=0.2)
+        final = [c.values[-1] for c in curves]
+        mean_final = sum(final) / len(final)
+        print(
+            f"[compare] {label}: {len(curves)} run(s), {', '.join(sorted({c.tag for c in curves}))}, "
+            f"final {mean_final:.1f} (per run: {', '.join(f'{v:.1f}' for v in final)})"
+        )
+    band_note = f"mean and {args.confidence:.0%} CI over seeds"
+    ax_steps.set(xlabel="env steps", ylabel=" / ".join(tags), title=f"return vs env steps ({band_note})")
+    ax_time.set(xlabel=f"wall-clock {unit}", ylabel=" / ".join(tags), title="return vs wall-clock time")
+    for ax in (ax_steps, ax_time):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if args.title:
+        fig.suptitle(args.title)
+    fig.tight_layout()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    print(f"[compare] wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
