@@ -34,6 +34,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--export", action="store_true", help="export the deterministic policy to TorchScript and ONNX"
     )
     parser.add_argument(
+        "--runner",
+        default="core",
+        choices=("core", "rl_games"),
+        help="core (default) or rl_games: play through rl-games' player (MEow's rl-games algorithm)",
+    )
+    parser.add_argument(
         "--headless", action="store_true", help="accepted for Isaac Lab habits; play is always headless"
     )
     args = parser.parse_args(argv)
@@ -74,6 +80,27 @@ def record_video(
     return path
 
 
+def play_rl_games(cfg, checkpoint: str, episodes: int) -> int:
+    """Runs ``episodes`` deterministic episodes through rl-games' player for MEow."""
+    import tempfile
+
+    from rl_games.torch_runner import Runner
+
+    from meow.envs import make_env_from_config
+    from meow.integrations.rl_games import register_algorithm, register_env, rl_games_params
+
+    cfg.env.eval_envs = 0
+    register_env("meow", lambda **_: make_env_from_config(cfg, episodes))
+    with tempfile.TemporaryDirectory() as scratch:  # rl-games wants a train_dir even to play
+        params = rl_games_params(cfg, scratch, "play")
+        params["config"]["num_actors"] = episodes
+        params["config"]["player"].update(games_num=episodes, print_stats=True)
+        runner = register_algorithm(Runner())
+        runner.load({"params": params})
+        runner.run({"train": False, "play": True, "checkpoint": checkpoint})
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from meow.config import ConfigError, config_from_checkpoint
@@ -90,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         if not isaac:
             overrides.append(f"env.eval_envs={args.episodes}")
         cfg = config_from_checkpoint(ckpt["config"], overrides)
+        if args.runner == "rl_games":
+            if args.video or args.export:
+                raise ConfigError("--video and --export belong to the core runner; drop --runner rl_games")
+            return play_rl_games(cfg, ckpt["path"], args.episodes)
         # Isaac Lab runs one simulation per process: the evaluation envs also record the video.
         video = None
         if isaac and args.video:

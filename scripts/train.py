@@ -22,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "source"))
 
 ALGOS = ("meow",)
+RUNNERS = ("core", "rl_games")
 ISAACLAB_KEYS = ("physics", "presets")
 """Top-level override keys that belong to Isaac Lab's config resolution, not to MEow's."""
 
@@ -32,6 +33,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--task", help="task id or alias, e.g. Hopper-v5 (see tasks/)")
     parser.add_argument("--algo", default="meow", help=f"algorithm; one of: {', '.join(ALGOS)}")
+    parser.add_argument(
+        "--runner",
+        default="core",
+        choices=RUNNERS,
+        help="training loop: core (default) or rl_games (MEow as an rl-games algorithm, rl-games log layout)",
+    )
     parser.add_argument("--resume", metavar="PATH", help="checkpoint file or run directory to continue from")
     parser.add_argument("--checkpoint", metavar="PATH", help="same as --resume (Isaac Lab's name)")
     parser.add_argument("--seed", type=int, help="shorthand for seed=N")
@@ -57,7 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "overrides", nargs="*", metavar="key=value", help="config overrides, e.g. algo.lr=3e-4"
     )
-    args = parser.parse_args(argv)
+    # key=value overrides may stand before, between or after the flags
+    args = parser.parse_intermixed_args(argv)
     if args.algo not in ALGOS:
         parser.error(f"--algo {args.algo} is not available; valid: {', '.join(ALGOS)}")
     if args.checkpoint:
@@ -145,6 +153,44 @@ def write_params(run_dir: Path, cfg, env) -> None:
     OmegaConf.save(cfg, run_dir / "params" / "agent.yaml", resolve=True)
 
 
+def train_rl_games(cfg, ckpt: dict | None) -> int:
+    """Trains MEow as an rl-games algorithm: rl-games' Runner and observer, its log layout
+    ``<log_dir>/rl_games/<task>/<timestamp>/{nn,summaries}``; the learner is the same."""
+    from rl_games.common.algo_observer import DefaultAlgoObserver
+    from rl_games.torch_runner import Runner
+
+    from meow.envs import make_env_from_config
+    from meow.integrations.rl_games import register_algorithm, register_env, rl_games_params
+
+    if cfg.env.eval_envs > 0:
+        print("[meow] --runner rl_games does not run evaluation episodes; scripts/play.py does")
+        cfg.env.eval_envs = 0
+    observer = DefaultAlgoObserver()
+    if cfg.env.kind == "isaaclab":
+        from isaaclab_rl.rl_games import IsaacAlgoObserver
+
+        observer = IsaacAlgoObserver()
+    register_env("meow", lambda **_: make_env_from_config(cfg, cfg.env.num_envs))
+    train_dir = Path(cfg.runner.log_dir) / "rl_games" / cfg.env.id
+    experiment = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    runner = register_algorithm(Runner(observer))
+    runner.load({"params": rl_games_params(cfg, train_dir, experiment)})
+    print(f"[meow] rl-games runner | task {cfg.env.id} | logging to {train_dir / experiment}")
+    args = {"train": True, "play": False, "checkpoint": ckpt["path"] if ckpt else None}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        runner.run(args)
+    except KeyboardInterrupt:
+        print("\n[meow] interrupted; the latest rl-games checkpoint is in nn/")
+        return 130
+    except FloatingPointError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"[meow] checkpoint: {train_dir / experiment / 'nn' / (cfg.env.id + '.pth')}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from meow.config import ConfigError, config_from_checkpoint, find_task, load_config
@@ -164,6 +210,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.max_iterations is not None:
             cfg.runner.total_steps = args.max_iterations * cfg.env.num_envs
         apply_isaaclab_overrides(cfg, args.isaaclab_overrides)
+        if args.runner == "rl_games":
+            if args.video:
+                raise ConfigError("--video is not available with --runner rl_games; use the core runner")
+            return train_rl_games(cfg, ckpt)
         run_dir = new_run_dir(cfg)
         video = None
         if args.video:

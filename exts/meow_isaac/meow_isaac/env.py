@@ -78,6 +78,8 @@ class IsaacLabVecEnv:
         self._on_close = on_close
         self.episode_log: dict[str, float] = {}
         """The latest per-episode statistics Isaac Lab reported in ``extras["log"]``."""
+        self.last_infos: dict = {}
+        """Isaac Lab's ``extras`` of the latest step (for rl-games observers)."""
 
     def reset(self, seed: int | None = None) -> Tensor:
         obs, _ = self.env.reset(seed=seed)
@@ -98,6 +100,7 @@ class IsaacLabVecEnv:
             # final_obs holds every env and is stale for envs that did not finish this step.
             done = (terminated | truncated).unsqueeze(-1)
             next_obs = torch.where(done, final[self.obs_group], obs)
+        self.last_infos = extras
         log = extras.get("log")
         if log:
             self.episode_log = log

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -10,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from meow.algorithms import MEow
-from meow.envs.protocol import VecEnv
+from meow.envs.protocol import StepResult, VecEnv
 from meow.modules import EmpiricalNormalization, FlowPolicy
 from meow.runners.checkpoint import FORMAT, CheckpointError
 from meow.runners.progress import Progress
@@ -53,6 +54,8 @@ class OffPolicyRunner:
         eval_env: evaluation environments (one deterministic episode each), or None.
         log_dir: run directory for TensorBoard events, the config dump and checkpoints;
             None keeps everything in memory.
+        writer_dir: where TensorBoard events go instead of ``log_dir`` (rl-games' ``summaries/``).
+        checkpoint_name: file name of the checkpoint at an env step (default ``model_<step>.pt``).
     """
 
     def __init__(
@@ -61,6 +64,8 @@ class OffPolicyRunner:
         env: VecEnv,
         eval_env: VecEnv | None = None,
         log_dir: str | Path | None = None,
+        writer_dir: str | Path | None = None,
+        checkpoint_name: Callable[[int], str] | None = None,
     ) -> None:
         self.cfg = cfg
         self.device = torch.device(cfg.device)
@@ -70,6 +75,8 @@ class OffPolicyRunner:
         self.env = env
         self.eval_env = eval_env
         self.log_dir = Path(log_dir) if log_dir is not None else None
+        self.writer_dir = Path(writer_dir) if writer_dir is not None else self.log_dir
+        self.checkpoint_name = checkpoint_name or (lambda step: f"model_{step}.pt")
         for key, got in (("obs_dim", env.obs_dim), ("action_dim", env.action_dim)):
             want = cfg.env[key]
             if want and want != got:
@@ -107,10 +114,10 @@ class OffPolicyRunner:
     @property
     def writer(self):
         """TensorBoard writer, created on first use (None without a log directory)."""
-        if self._writer is None and self.log_dir is not None:
+        if self._writer is None and self.writer_dir is not None:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._writer = SummaryWriter(str(self.log_dir))
+            self._writer = SummaryWriter(str(self.writer_dir))
         return self._writer
 
     def _scalar(self, tag: str, value: float) -> None:
@@ -158,8 +165,17 @@ class OffPolicyRunner:
                 "algo.alpha, or turn on algo.normalize_obs"
             )
 
-    def learn(self) -> dict[str, float]:
-        """Trains until ``runner.total_steps`` env steps; returns the last logged scalars."""
+    def learn(
+        self,
+        on_step: Callable[[StepResult], None] | None = None,
+        on_log: Callable[[dict[str, float]], None] | None = None,
+    ) -> dict[str, float]:
+        """Trains until ``runner.total_steps`` env steps; returns the last logged scalars.
+
+        Args:
+            on_step: called with every vectorized step's result (e.g. an rl-games observer).
+            on_log: called with the scalars of every log interval, after they are written.
+        """
         cfg, r = self.cfg, self.cfg.runner
         env, n = self.env, self.env.num_envs
         if self.log_dir is not None:
@@ -185,6 +201,8 @@ class OffPolicyRunner:
                 obs, actions, result.rewards, result.next_obs, result.terminated, result.truncated
             )
             self._obs = result.obs
+            if on_step is not None:
+                on_step(result)
 
             done = result.terminated | result.truncated
             self._episode_return += result.rewards
@@ -223,6 +241,8 @@ class OffPolicyRunner:
                     logged[tag] = float(value)
                 for tag, value in logged.items():
                     self._scalar(tag, value)
+                if on_log is not None:
+                    on_log(logged)
                 progress.show(self._postfix(logged))
             if self.eval_env is not None and self._crossed(before, r.eval_interval):
                 mean, std = self.evaluate()
@@ -286,7 +306,7 @@ class OffPolicyRunner:
         if path is None:
             if self.log_dir is None:
                 raise ValueError("no path given and the runner has no log directory")
-            path = self.log_dir / f"model_{self.global_step}.pt"
+            path = self.log_dir / self.checkpoint_name(self.global_step)
         path = Path(path)
         atomic_torch_save(self.state_dict(), path)
         if self.cfg.runner.save_buffer:
