@@ -75,6 +75,8 @@ def test_ids_and_aliases_resolve_to_the_task_settings(registered, path):
         assert cfg.runner.total_steps == 1_000_000 * 64  # 1M vectorized steps
         assert cfg.algo.normalize_obs and cfg.env.eval_envs == 0
         assert cfg.device == ("cuda:0" if torch.cuda.is_available() else "cpu")  # device: auto
+        agent = load_cfg_from_registry(name, "rl_games_meow_cfg_entry_point")
+        assert agent["params"]["algo"]["name"] == "meow" and agent["params"]["config"]["meow_task"] == env.id
     # small env counts (CPU): the batch is capped so that it fits the smaller buffer
     assert load_config(env.id, ["env.num_envs=2"]).algo.batch_size == 4096
 

@@ -2,8 +2,9 @@
 
 For every Isaac task file in ``tasks/`` (``env.kind: isaaclab``):
 
-- the Isaac Lab task gets a ``meow_cfg_entry_point`` (the task file), beside its
-  ``rsl_rl_cfg_entry_point`` and ``rl_games_cfg_entry_point``;
+- the Isaac Lab task gets a ``meow_cfg_entry_point`` (the task file) and an
+  ``rl_games_meow_cfg_entry_point`` (an rl-games agent config with ``algo.name: meow``), beside
+  its ``rsl_rl_cfg_entry_point`` and ``rl_games_cfg_entry_point``;
 - the task file's aliases, the Isaac Lab 2.x ids users type (``Isaac-Ant-v0``), become gym ids
   of the same environment, so ``gym.make`` and Isaac Lab's own config resolution accept them.
 """
@@ -11,6 +12,7 @@ For every Isaac task file in ``tasks/`` (``env.kind: isaaclab``):
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import gymnasium as gym
 from omegaconf import OmegaConf
@@ -20,6 +22,8 @@ from meow_isaac.env import require_isaaclab
 
 ENTRY_POINT = "meow_cfg_entry_point"
 """The gym-spec kwarg holding the path of a task's MEow settings."""
+RL_GAMES_ENTRY_POINT = "rl_games_meow_cfg_entry_point"
+"""The gym-spec kwarg holding the rl-games agent config that trains MEow on the task."""
 
 require_isaaclab()
 import isaaclab_tasks  # noqa: E402, F401  (registers Isaac Lab's own tasks first)
@@ -45,6 +49,8 @@ def register() -> list[str]:
             )
         spec = gym.registry[task_id]
         spec.kwargs[ENTRY_POINT] = path
+        stem = Path(path).stem.removeprefix("isaac_")
+        spec.kwargs[RL_GAMES_ENTRY_POINT] = f"meow_isaac.agents:rl_games_meow_{stem}.yaml"
         ids.append(task_id)
         for alias in aliases:
             # gym.register refuses 'Name-v0' beside an unversioned 'Name'; a copied spec under
@@ -57,5 +63,31 @@ def register() -> list[str]:
     return ids
 
 
+def register_rl_games_algorithm() -> None:
+    """Makes every rl-games ``Runner`` created from now on know the ``meow`` algorithm.
+
+    Isaac Lab's ``isaaclab train --rl_library rl_games`` imports this module (entry point group
+    ``isaaclab.tasks``) before it creates its ``Runner``; rl-games has no other registry that a
+    package can add an algorithm to, so the Runner's constructor is extended here.
+    """
+    try:
+        from rl_games.torch_runner import Runner
+    except ImportError:
+        return
+    if getattr(Runner, "_meow_registered", False):
+        return
+    from meow.integrations.rl_games import register_algorithm
+
+    original = Runner.__init__
+
+    def __init__(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        register_algorithm(self)
+
+    Runner.__init__ = __init__
+    Runner._meow_registered = True
+
+
 REGISTERED = register()
+register_rl_games_algorithm()
 """Task ids (Isaac Lab 3.0 ids and 2.x aliases) that carry a MEow config entry point."""

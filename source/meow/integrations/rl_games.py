@@ -29,6 +29,7 @@ batch_size          algo.batch_size
 replay_buffer_size  buffer.capacity
 num_warmup_frames   runner.warmup_steps
 max_frames          runner.total_steps
+max_epochs          runner.total_steps = max_epochs x env.num_envs (epoch = vectorized step)
 normalize_input     algo.normalize_obs
 save_frequency      runner.checkpoint_interval, in epochs (vectorized steps)
 meow_overrides      any other MEow ``key=value``
@@ -190,7 +191,8 @@ class RlGamesEnvBridge:
         )
         final = self._final_obs(infos)
         if final is None:
-            if not self._warned:
+            # Isaac Lab sets final_obs at the first reset; before that no env has finished.
+            if not self._warned and bool(dones.any()):
                 print(
                     "[meow] warning: the env reports no infos['final_obs']; finished episodes store the "
                     "reset observation as next observation (set compute_final_obs on Isaac Lab env cfgs)"
@@ -252,6 +254,8 @@ def config_from_rl_games(params: dict[str, Any]):
         cfg = config_from_checkpoint(c["meow_config"], overrides)
     else:
         cfg = load_config(c["meow_task"], overrides)
+    if c.get("max_epochs", -1) > 0:  # Isaac Lab's --max_iterations: epochs are vectorized steps
+        cfg.runner.total_steps = int(c["max_epochs"]) * cfg.env.num_envs
     if c.get("save_frequency", 0) > 0:
         cfg.runner.checkpoint_interval = int(c["save_frequency"]) * cfg.env.num_envs
     if cfg.env.kind == "isaaclab":
