@@ -1,7 +1,9 @@
-"""Env-steps/s of MEow training on an Isaac Lab task next to Isaac Lab's own rsl_rl PPO.
+"""Env-steps/s of MEow training on an Isaac Lab task next to Isaac Lab's own rsl_rl PPO, or
+next to MEow run through rl-games (the adapter's cost).
 
     ./isaaclab.sh -p scripts/benchmark_isaac.py --task Isaac-Ant --num_envs 64 --device cpu
     ./isaaclab.sh -p scripts/benchmark_isaac.py --task Isaac-Ant --num_envs 4096 --device cuda:0
+    ./isaaclab.sh -p scripts/benchmark_isaac.py --task Isaac-Ant --against rl_games
 
 Both run on the same task, env count, device and machine, one after the other, in fresh
 processes: MEow through scripts/train.py, PPO through Isaac Lab's own ``isaaclab train
@@ -9,6 +11,10 @@ processes: MEow through scripts/train.py, PPO through Isaac Lab's own ``isaaclab
 training throughput (collection and updates, simulation included): MEow's ``charts/SPS``
 after its warm-up, rsl_rl's ``Perf/total_fps``; the first measurements of each run are
 dropped. Prints both rates and MEow/PPO; ``--repeats`` alternates the two to spread noise.
+With ``--against rl_games`` the second contender is MEow itself, trained through Isaac Lab's
+``isaaclab train --rl_library rl_games --agent rl_games_meow_cfg_entry_point`` (rl-games'
+Runner, Isaac Lab's rl-games wrapper and observer, MEow's rl-games agent); the same
+``charts/SPS`` is read from its ``summaries/``.
 """
 
 from __future__ import annotations
@@ -38,6 +44,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--ppo_iterations", type=int, default=8, help="rsl_rl PPO iterations")
     parser.add_argument("--repeats", type=int, default=1, help="alternating rounds of both")
+    parser.add_argument(
+        "--against", choices=("ppo", "rl_games"), default="ppo", help="rsl_rl PPO, or MEow through rl-games"
+    )
     parser.add_argument("--out", help="also write the results as JSON to this file")
     parser.add_argument("overrides", nargs="*", help="extra MEow settings, key=value")
     args = parser.parse_args(argv)
@@ -67,32 +76,65 @@ def _run(cmd: list[str], cwd: Path, what: str) -> None:
         raise RuntimeError(f"{what} failed (exit {proc.returncode}):\n{tail}")
 
 
-def run_meow(args: argparse.Namespace, work: Path) -> float:
-    """MEow's steady-state env-steps/s after warm-up (median of its logged windows)."""
+def _meow_plan(args: argparse.Namespace) -> tuple[int, int, int]:
+    """(warm-up env steps, log interval, total env steps) of a MEow benchmark run."""
     from meow.config import load_config
 
     cfg = load_config(args.task, [f"env.num_envs={args.num_envs}", *args.overrides])
-    warmup = cfg.runner.warmup_steps
     log_every = cfg.env.num_envs * 10
-    total = warmup + (args.meow_iterations + 10) * cfg.env.num_envs
-    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), "--task", args.task, "--device", args.device]
-    cmd += ["--num_envs", str(args.num_envs), "--total_steps", str(total), *args.overrides]
-    cmd += [f"runner.log_interval={log_every}", "runner.progress=false", "runner.save_buffer=false"]
-    cmd += [f"runner.checkpoint_interval={total}", "runner.log_dir=logs"]
-    _run(cmd, work, "MEow training")
+    total = cfg.runner.warmup_steps + (args.meow_iterations + 10) * args.num_envs
+    return cfg.runner.warmup_steps, log_every, total
+
+
+def _steady_sps(log_dir: Path, warmup: int, log_every: int) -> float:
     # windows that start after warm-up plus one window of compilation/allocation warm-up
-    rates = [v for step, v in _scalars(work / "logs", "charts/SPS") if step - log_every > warmup + log_every]
+    rates = [v for step, v in _scalars(log_dir, "charts/SPS") if step - log_every > warmup + log_every]
     if not rates:
         raise RuntimeError("MEow logged no throughput after its warm-up; raise --meow_iterations")
     return statistics.median(rates)
 
 
-def run_ppo(args: argparse.Namespace, work: Path) -> float:
-    """rsl_rl PPO's env-steps/s through Isaac Lab's own training CLI (median over iterations)."""
+def run_meow(args: argparse.Namespace, work: Path) -> float:
+    """MEow's steady-state env-steps/s after warm-up, core runner (median of its logged windows)."""
+    warmup, log_every, total = _meow_plan(args)
+    cmd = [sys.executable, str(ROOT / "scripts" / "train.py"), "--task", args.task, "--device", args.device]
+    cmd += ["--num_envs", str(args.num_envs), "--total_steps", str(total), *args.overrides]
+    cmd += [f"runner.log_interval={log_every}", "runner.progress=false", "runner.save_buffer=false"]
+    cmd += [f"runner.checkpoint_interval={total}", "runner.log_dir=logs"]
+    _run(cmd, work, "MEow training")
+    return _steady_sps(work / "logs", warmup, log_every)
+
+
+def _isaaclab_cli() -> str:
     search = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
     launcher = shutil.which("isaaclab", path=search)
     if launcher is None:
         raise RuntimeError("Isaac Lab's 'isaaclab' command is not on PATH")
+    return launcher
+
+
+def run_meow_rl_games(args: argparse.Namespace, work: Path) -> float:
+    """The same MEow run through Isaac Lab's rl-games CLI and MEow's rl-games agent."""
+    from meow.config import load_config
+    from meow_isaac.env import with_default_physics
+
+    warmup, log_every, total = _meow_plan(args)
+    task = load_config(args.task).env.id
+    meow_settings = [f"runner.log_interval={log_every}", "runner.save_buffer=false", *args.overrides]
+    meow = ",".join(f'"{o}"' for o in meow_settings)
+    cmd = [_isaaclab_cli(), "train", "--rl_library", "rl_games", "--task", task]
+    cmd += ["--agent", "rl_games_meow_cfg_entry_point", "--num_envs", str(args.num_envs)]
+    cmd += ["--device", args.device, "--max_iterations", str(total // args.num_envs)]
+    cmd += [*with_default_physics([]), "env.compute_final_obs=true"]
+    cmd += [f"agent.params.config.device={args.device}", f"agent.params.config.meow_overrides=[{meow}]"]
+    cmd += [f"agent.params.config.save_frequency={total // args.num_envs}"]
+    _run(cmd, work, "MEow training through rl-games")
+    return _steady_sps(work / "logs" / "rl_games", warmup, log_every)
+
+
+def run_ppo(args: argparse.Namespace, work: Path) -> float:
+    """rsl_rl PPO's env-steps/s through Isaac Lab's own training CLI (median over iterations)."""
+    launcher = _isaaclab_cli()
     from meow.config import load_config
     from meow_isaac.env import with_default_physics
 
@@ -112,16 +154,20 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT / "source"))
     from meow.config import ConfigError
 
+    other_name, run_other = {
+        "ppo": ("rsl_rl PPO", run_ppo),
+        "rl_games": ("MEow via rl-games", run_meow_rl_games),
+    }[args.against]
     results = []
     try:
         for r in range(args.repeats):
             with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
                 meow = run_meow(args, Path(a))
-                ppo = run_ppo(args, Path(b))
-            results.append({"meow_sps": meow, "ppo_sps": ppo, "ratio": meow / ppo})
+                other = run_other(args, Path(b))
+            results.append({"meow_sps": meow, "other": other_name, "other_sps": other, "ratio": meow / other})
             print(
-                f"[bench] round {r + 1}/{args.repeats}: MEow {meow:,.0f} env-steps/s, "
-                f"rsl_rl PPO {ppo:,.0f} env-steps/s, MEow/PPO {meow / ppo:.2f}",
+                f"[bench] round {r + 1}/{args.repeats}: MEow (core runner) {meow:,.0f} env-steps/s, "
+                f"{other_name} {other:,.0f} env-steps/s, ratio {meow / other:.2f}",
                 flush=True,
             )
     except (ConfigError, RuntimeError) as err:
@@ -129,8 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     ratio = statistics.median(r["ratio"] for r in results)
     print(
-        f"[bench] {args.task}, {args.num_envs} envs on {args.device}: median MEow/PPO env-steps/s = "
-        f"{ratio:.2f} over {len(results)} round(s)"
+        f"[bench] {args.task}, {args.num_envs} envs on {args.device}: median MEow (core) / {other_name} "
+        f"env-steps/s = {ratio:.2f} over {len(results)} round(s)"
     )
     if args.out:
         report = {"args": vars(args), "rounds": results, "ratio": ratio}

@@ -19,8 +19,8 @@ def test_benchmark_reports_meow_and_ppo_rates(tmp_path):
     cmd += ["algo.batch_size=64", "torch_threads=1"]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "median MEow/PPO env-steps/s" in proc.stdout
+    assert "median MEow (core) / rsl_rl PPO env-steps/s" in proc.stdout
     report = json.loads(out.read_text())
     (round_,) = report["rounds"]
-    assert round_["meow_sps"] > 0 and round_["ppo_sps"] > 0
-    assert abs(round_["ratio"] - round_["meow_sps"] / round_["ppo_sps"]) < 1e-9
+    assert round_["other"] == "rsl_rl PPO" and round_["meow_sps"] > 0 and round_["other_sps"] > 0
+    assert abs(round_["ratio"] - round_["meow_sps"] / round_["other_sps"]) < 1e-9
