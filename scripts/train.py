@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "source"))
 
-ALGOS = ("meow",)
+ALGOS = ("meow", "sac", "ppo")
 RUNNERS = ("core", "rl_games")
 ISAACLAB_KEYS = ("physics", "presets")
 """Top-level override keys that belong to Isaac Lab's config resolution, not to MEow's."""
@@ -32,7 +32,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--task", help="task id or alias, e.g. Hopper-v5 (see tasks/)")
-    parser.add_argument("--algo", default="meow", help=f"algorithm; one of: {', '.join(ALGOS)}")
+    parser.add_argument(
+        "--algo",
+        default="meow",
+        help="meow (default); baselines from their own libraries: sac (SB3 on Gymnasium tasks, "
+        "rl-games on Isaac tasks), ppo (rsl_rl through Isaac Lab, Isaac tasks)",
+    )
     parser.add_argument(
         "--runner",
         default="core",
@@ -193,6 +198,7 @@ def train_rl_games(cfg, ckpt: dict | None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from meow.baselines import BaselineError
     from meow.config import ConfigError, config_from_checkpoint, find_task, load_config
     from meow.envs import make_env_from_config
     from meow.runners import CheckpointError, OffPolicyRunner, read_checkpoint
@@ -210,6 +216,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.max_iterations is not None:
             cfg.runner.total_steps = args.max_iterations * cfg.env.num_envs
         apply_isaaclab_overrides(cfg, args.isaaclab_overrides)
+        if args.algo != "meow":
+            if args.runner != "core" or args.resume or args.video:
+                raise ConfigError(f"--algo {args.algo} takes no --runner, --resume or --video")
+            from meow.baselines import run_baseline
+
+            out = run_baseline(args.algo, cfg, args.max_iterations)
+            print(f"[meow] {args.algo} baseline on {cfg.env.id}: logs in {out}")
+            return 0
         if args.runner == "rl_games":
             if args.video:
                 raise ConfigError("--video is not available with --runner rl_games; use the core runner")
@@ -237,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     except (
         ConfigError,
         CheckpointError,
+        BaselineError,
         MemoryError,
         ValueError,
         ImportError,

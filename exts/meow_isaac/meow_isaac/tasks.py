@@ -24,6 +24,8 @@ ENTRY_POINT = "meow_cfg_entry_point"
 """The gym-spec kwarg holding the path of a task's MEow settings."""
 RL_GAMES_ENTRY_POINT = "rl_games_meow_cfg_entry_point"
 """The gym-spec kwarg holding the rl-games agent config that trains MEow on the task."""
+SAC_ENTRY_POINT = "rl_games_sac_cfg_entry_point"
+"""rl-games' own SAC (the ``--algo sac`` baseline) on the task."""
 
 require_isaaclab()
 import isaaclab_tasks  # noqa: E402, F401  (registers Isaac Lab's own tasks first)
@@ -51,6 +53,7 @@ def register() -> list[str]:
         spec.kwargs[ENTRY_POINT] = path
         stem = Path(path).stem.removeprefix("isaac_")
         spec.kwargs[RL_GAMES_ENTRY_POINT] = f"meow_isaac.agents:rl_games_meow_{stem}.yaml"
+        spec.kwargs[SAC_ENTRY_POINT] = "meow_isaac.agents:rl_games_sac.yaml"
         ids.append(task_id)
         for alias in aliases:
             # gym.register refuses 'Name-v0' beside an unversioned 'Name'; a copied spec under
