@@ -71,6 +71,25 @@ def test_rl_games_runner_trains_meow_on_isaac_ant(rlgpu, tmp_path):
     assert {"losses/loss", "charts/episodic_return"} <= tags
     assert any(t.startswith("Episode/Episode_Reward/") for t in tags)  # written by IsaacAlgoObserver
 
+    # rl-games' player (on Isaac Lab's wrapped env) restores it with the core policy's actions
+    from meow.algorithms import MEow
+    from meow.config import config_from_checkpoint
+    from meow.modules import EmpiricalNormalization
+    from meow.runners import read_checkpoint
+    from meow.runners.off_policy_runner import build_policy
+
+    player = runner.create_player()
+    player.restore(nn / "Isaac-Ant.pth")
+    ckpt = read_checkpoint(nn / "Isaac-Ant.pth")
+    policy = build_policy(config_from_checkpoint(ckpt["config"]), 60, 8)
+    core = MEow(policy, EmpiricalNormalization(60))
+    core.load_state_dict(ckpt["learner"])
+    obs = player.env_reset(player.env)
+    obs = obs["obs"] if isinstance(obs, dict) else obs
+    expected = core.act(obs, deterministic=True)
+    assert expected.abs().max() > 1e-3
+    torch.testing.assert_close(player.get_action(obs, is_deterministic=True), expected)
+
 
 def test_isaaclabs_own_rl_games_cli_trains_meow(tmp_path):
     """`isaaclab train --rl_library rl_games --agent rl_games_meow_cfg_entry_point` (Isaac Lab's CLI)."""
