@@ -7,6 +7,7 @@ at the repository root; this module holds only their types and the rules they mu
 from __future__ import annotations
 
 import difflib
+import inspect
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +24,15 @@ ROOT = Path(os.environ.get("MEOW_ROOT", Path(__file__).resolve().parents[2]))
 
 
 # Task files scale Isaac settings with the env count, e.g. ``capacity: ${meow.mul:15000,${env.num_envs}}``.
-OmegaConf.register_new_resolver("meow.mul", lambda a, b: int(a) * int(b), replace=True)
-OmegaConf.register_new_resolver("meow.floordiv", lambda a, b: max(1, int(a) // int(b)), replace=True)
-OmegaConf.register_new_resolver("meow.min", lambda a, b: min(int(a), int(b)), replace=True)
+# omegaconf 2.4 renamed register_new_resolver to register_resolver (which in 2.3 is the legacy API).
+_register = (
+    OmegaConf.register_resolver
+    if "replace" in inspect.signature(OmegaConf.register_resolver).parameters
+    else OmegaConf.register_new_resolver
+)
+_register("meow.mul", lambda a, b: int(a) * int(b), replace=True)
+_register("meow.floordiv", lambda a, b: max(1, int(a) // int(b)), replace=True)
+_register("meow.min", lambda a, b: min(int(a), int(b)), replace=True)
 
 
 class ConfigError(ValueError):
