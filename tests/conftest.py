@@ -9,14 +9,23 @@ import torch
 from torch import nn
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _single_thread() -> Iterator[None]:
-    """One intra-op thread: the tests use tiny tensors, and on a busy 2-core machine every
-    OpenMP region (e.g. each LayerNorm) otherwise waits a scheduler slice (~10 ms)."""
-    threads = torch.get_num_threads()
+@pytest.fixture(autouse=True)
+def _torch_globals() -> Iterator[None]:
+    """Every test starts from the same process-wide torch settings, whatever ran before it.
+
+    One intra-op thread: the tests use tiny tensors, and on a busy 2-core machine every OpenMP
+    region (e.g. each LayerNorm) otherwise waits a scheduler slice (~10 ms). Training code
+    under test changes these globals (a run's ``torch_threads``; rl-games' ``Runner`` sets the
+    float32 matmul precision), and a different thread count or precision changes summation
+    order, hence a seeded learning run's outcome."""
+    threads, precision = torch.get_num_threads(), torch.get_float32_matmul_precision()
+    cudnn_benchmark = torch.backends.cudnn.benchmark
     torch.set_num_threads(1)
+    torch.set_float32_matmul_precision("highest")
     yield
     torch.set_num_threads(threads)
+    torch.set_float32_matmul_precision(precision)
+    torch.backends.cudnn.benchmark = cudnn_benchmark
 
 
 @pytest.fixture(autouse=True)
