@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
+from script_loader import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("meow_script_train_baselines", ROOT / "scripts" / "train.py")
-train = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(train)
+train = load_script("train")
 
 
 def test_sb3_sac_logs_meows_metric_names(tmp_path):

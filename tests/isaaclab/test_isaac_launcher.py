@@ -10,19 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from script_loader import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _train_module():
-    spec = importlib.util.spec_from_file_location("meow_script_train_isaac", ROOT / "scripts" / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_overrides_are_split_between_meow_and_isaaclab():
-    train = _train_module()
+    train = load_script("train")
     ours, isaac = train.split_overrides(
         [
             "algo.lr=3e-4",
@@ -45,7 +39,7 @@ def test_overrides_are_split_between_meow_and_isaaclab():
 
 
 def test_isaaclab_overrides_on_a_mujoco_task_are_an_error(capsys):
-    train = _train_module()
+    train = load_script("train")
     assert train.main(["--task", "Hopper-v5", "env.episode_length_s=5"]) == 2
     err = capsys.readouterr().err
     assert "override 'env.episode_length_s=5' is for Isaac Lab tasks; Hopper-v5 is a gymnasium task" in err
