@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -106,11 +104,12 @@ def run_meow(args: argparse.Namespace, work: Path) -> float:
 
 
 def _isaaclab_cli() -> str:
-    search = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
-    launcher = shutil.which("isaaclab", path=search)
-    if launcher is None:
-        raise RuntimeError("Isaac Lab's 'isaaclab' command is not on PATH")
-    return launcher
+    from meow.baselines import BaselineError, isaaclab_cli
+
+    try:
+        return isaaclab_cli()
+    except BaselineError as err:
+        raise RuntimeError(str(err)) from None
 
 
 def run_meow_rl_games(args: argparse.Namespace, work: Path) -> float:

@@ -130,7 +130,8 @@ def train_sb3_sac(cfg, run_dir: Path) -> Path:
 
 
 # ---------------------------------------------------------- Isaac Lab: rsl_rl PPO, rl-games SAC
-def _isaaclab_cli() -> str:
+def isaaclab_cli() -> str:
+    """Path of Isaac Lab's ``isaaclab`` command beside this Python (or on PATH)."""
     search = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     cli = shutil.which("isaaclab", path=search)
     if cli is None:
@@ -153,7 +154,7 @@ def train_isaaclab_baseline(algo: str, cfg, max_iterations: int | None, cwd: Pat
 
     task, n = cfg.env.id, cfg.env.num_envs
     library = {"ppo": "rsl_rl", "sac": "rl_games"}[algo]
-    cmd = [_isaaclab_cli(), "train", "--rl_library", library, "--task", task, "--num_envs", str(n)]
+    cmd = [isaaclab_cli(), "train", "--rl_library", library, "--task", task, "--num_envs", str(n)]
     cmd += ["--device", cfg.device, "--seed", str(cfg.seed), *cfg.env.isaaclab_overrides]
     if algo == "ppo":
         steps_per_iteration = load_cfg_from_registry(task, "rsl_rl_cfg_entry_point").num_steps_per_env * n
