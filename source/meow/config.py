@@ -17,6 +17,7 @@ import torch
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from meow.algorithms.meow import CAPTURE_MODES
 from meow.envs.factory import ENV_KINDS
 
 ROOT = Path(os.environ.get("MEOW_ROOT", Path(__file__).resolve().parents[2]))
@@ -33,6 +34,46 @@ _register = (
 _register("meow.mul", lambda a, b: int(a) * int(b), replace=True)
 _register("meow.floordiv", lambda a, b: max(1, int(a) // int(b)), replace=True)
 _register("meow.min", lambda a, b: min(int(a), int(b)), replace=True)
+
+PAPER_MAX_ENVS = 512
+"""The largest env count the paper published Isaac settings for (Allegro; the others used 128)."""
+LARGE_ENV_SAMPLES_PER_ENV_STEP = 8
+"""Samples drawn per env step above :data:`PAPER_MAX_ENVS`: the paper's replay ratio at 128 envs."""
+LARGE_ENV_MAX_BATCH = 16384
+"""Largest update batch above :data:`PAPER_MAX_ENVS`; more samples per step become more updates."""
+LARGE_ENV_REPLAY_BYTES = 8 * 2**30
+"""Replay memory above :data:`PAPER_MAX_ENVS`: fits a 24 GB GPU beside the simulation."""
+
+
+def isaac_learner_settings(num_envs: int, obs_dim: int, action_dim: int) -> dict[str, int]:
+    """``batch_size``, ``updates_per_step`` and replay ``capacity`` of the Isaac tasks for an env count.
+
+    Up to :data:`PAPER_MAX_ENVS` envs, the paper's rule: batch ``131072 / num_envs`` (capped at
+    4096 for small env counts, which the paper did not use), one update per vectorized step,
+    15000 transitions per env. Above it that rule starves the learner (batch 32 at 4096 envs:
+    0.008 samples per env step), so the learner draws :data:`LARGE_ENV_SAMPLES_PER_ENV_STEP`
+    samples per env step (the paper's ratio at 128 envs), in updates of at most
+    :data:`LARGE_ENV_MAX_BATCH`, from a replay of at most 15000 transitions per env and
+    :data:`LARGE_ENV_REPLAY_BYTES` in all. docs/ISAACLAB.md compares these with other methods.
+    """
+    from meow.storage import ReplayBuffer
+
+    n = max(1, int(num_envs))
+    if n <= PAPER_MAX_ENVS:
+        return {"batch_size": max(1, min(131072 // n, 4096)), "updates_per_step": 1, "capacity": 15000 * n}
+    samples = LARGE_ENV_SAMPLES_PER_ENV_STEP * n
+    updates = -(-samples // LARGE_ENV_MAX_BATCH)
+    # an undeclared observation size (0) is budgeted as a large one
+    per_transition = ReplayBuffer.nbytes_for(1, int(obs_dim) or 256, int(action_dim) or 32)
+    capacity = min(15000 * n, LARGE_ENV_REPLAY_BYTES // per_transition)
+    return {"batch_size": samples // updates, "updates_per_step": updates, "capacity": capacity}
+
+
+_register("meow.isaac_batch", lambda n: isaac_learner_settings(n, 0, 0)["batch_size"], replace=True)
+_register("meow.isaac_updates", lambda n: isaac_learner_settings(n, 0, 0)["updates_per_step"], replace=True)
+_register(
+    "meow.isaac_capacity", lambda n, o, a: isaac_learner_settings(n, o, a)["capacity"], replace=True
+)
 
 
 class ConfigError(ValueError):
@@ -72,7 +113,8 @@ class AlgoConfig:
     dropout: float = MISSING
     layer_norm: bool = MISSING
     normalize_obs: bool = MISSING
-    compile: bool = MISSING
+    n_step: int = MISSING
+    capture: str = MISSING
 
 
 @dataclass
@@ -140,6 +182,11 @@ def _merge(cfg: DictConfig, other: DictConfig | dict, source: str, key: str = "?
         return OmegaConf.merge(cfg, other)
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or key
+        if key == "algo.compile":
+            raise ConfigError(
+                f"algo.compile (in {source}) was replaced by algo.capture; write algo.capture=compile "
+                "for algo.compile=true, or algo.capture=auto (cudagraph on CUDA, none on the CPU)"
+            ) from None
         if "Key" in type(err).__name__ or "not in struct" in str(err):
             close = difflib.get_close_matches(key, _flat_keys(cfg), n=3, cutoff=0.5)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
@@ -191,6 +238,11 @@ def _apply_overrides(
 
 def config_from_checkpoint(saved: dict, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     """Rebuilds a run's config from the copy stored in its checkpoint, then applies ``overrides``."""
+    algo = saved.get("algo", {})
+    if "compile" in algo:  # written before algo.capture replaced it
+        saved = {**saved, "algo": {k: v for k, v in algo.items() if k != "compile"}}
+        saved["algo"].setdefault("capture", "compile" if algo["compile"] else "auto")
+        saved["algo"].setdefault("n_step", 1)
     cfg = _merge(OmegaConf.structured(Config), saved, "the checkpoint's config")
     cfg = _apply_overrides(cfg, overrides, frozen=("task", "env.id", "env.kind"))
     _resolve_auto_device(cfg)
@@ -241,6 +293,8 @@ def validate(cfg: DictConfig) -> None:
         sizes = list(a[key])
         _check(all(s >= 1 for s in sizes), f"algo.{key}", sizes, "a list of positive layer sizes")
     _check(a.num_shift_heads >= 1, "algo.num_shift_heads", a.num_shift_heads, "an integer >= 1")
+    _check(a.n_step >= 1, "algo.n_step", a.n_step, "an integer >= 1 (1: the paper's one-step target)")
+    _check(a.capture in CAPTURE_MODES, "algo.capture", a.capture, " | ".join(CAPTURE_MODES))
     _check(0 <= a.dropout < 1, "algo.dropout", a.dropout, "a number in [0, 1)")
     _check(cfg.buffer.capacity >= 1, "buffer.capacity", cfg.buffer.capacity, "an integer >= 1")
     _check(
@@ -254,7 +308,19 @@ def validate(cfg: DictConfig) -> None:
     for key in ("eval_interval", "log_interval", "checkpoint_interval"):
         _check(r[key] >= 1, f"runner.{key}", r[key], "an integer >= 1 (env steps)")
     _check(cfg.torch_threads >= 0, "torch_threads", cfg.torch_threads, "an integer >= 0 (0 keeps torch's)")
-    check_device(cfg.device)
+    per_env = -(-cfg.buffer.capacity // e.num_envs)
+    _check(
+        a.n_step <= per_env,
+        "algo.n_step",
+        a.n_step,
+        f"at most the replay's steps per env, buffer.capacity / env.num_envs = {per_env}",
+    )
+    device = check_device(cfg.device)
+    if a.capture == "cudagraph" and device.type != "cuda":
+        raise ConfigError(
+            f"algo.capture=cudagraph needs CUDA, but device={cfg.device}; valid on the CPU: "
+            "auto | none | compile (auto picks cudagraph on CUDA, none on the CPU)"
+        )
 
 
 def _resolve_auto_device(cfg: DictConfig) -> None:

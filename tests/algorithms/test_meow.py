@@ -10,7 +10,7 @@ from torch import nn
 
 from meow.algorithms import MEow
 from meow.modules import FlowPolicy
-from meow.storage import TransitionBatch
+from meow.storage import ReplayBuffer, TransitionBatch
 
 
 def _policy(obs_dim: int = 4, action_dim: int = 2, **kw) -> FlowPolicy:
@@ -172,14 +172,118 @@ def test_update_compiles_as_one_graph():
 
 
 @pytest.mark.slow
-def test_compile_option_matches_eager_updates():
-    """``compile=True`` (inductor on CPU) takes the same update steps as eager execution."""
-    eager = MEow(_policy(dropout=0.0))
-    compiled = MEow(copy.deepcopy(eager.policy), compile=True)
-    for _ in range(3):
-        b = _batch()
-        eager.update(b)
-        compiled.update(b)
+def test_compile_capture_takes_the_eager_update_steps():
+    """``capture="compile"`` (inductor on CPU, sampling included) takes the same steps as eager
+    execution from the same random state (inductor's own RNG off, so both draw the same numbers)."""
+    from torch._inductor import config as inductor_config
+
+    buffer = _filled_buffer()
+    eager = MEow(_policy(), n_step=2)
+    compiled = MEow(copy.deepcopy(eager.policy), n_step=2, capture="compile")
+    with inductor_config.patch(fallback_random=True):
+        for alg in (eager, compiled):
+            torch.manual_seed(5)
+            for _ in range(3):
+                alg.update_from(buffer, 64)
     for p, q in zip(eager.policy.parameters(), compiled.policy.parameters(), strict=True):
         assert torch.allclose(p, q, atol=1e-5)
     assert not torch.equal(eager.policy.shift.net[0].weight, _policy().shift.net[0].weight)
+
+
+def test_capture_modes_are_checked():
+    assert MEow(_policy(), capture="auto").capture == "none"  # on the CPU
+    with pytest.raises(ValueError, match="algo.capture=cudagraph needs a CUDA device"):
+        MEow(_policy(), capture="cudagraph")
+    with pytest.raises(ValueError, match="algo.capture=graph is invalid; valid: auto"):
+        MEow(_policy(), capture="graph")
+    with pytest.raises(ValueError, match="algo.n_step=0 is invalid"):
+        MEow(_policy(), n_step=0)
+
+
+def _filled_buffer(steps: int = 40, num_envs: int = 3) -> ReplayBuffer:
+    torch.manual_seed(2)
+    buf = ReplayBuffer(30 * num_envs, num_envs, 4, 2, verbose=False)
+    for _ in range(steps):
+        buf.add(
+            torch.randn(num_envs, 4),
+            torch.rand(num_envs, 2) * 1.8 - 0.9,
+            torch.randn(num_envs),
+            torch.randn(num_envs, 4),
+            (torch.rand(num_envs) < 0.1).float(),
+            torch.rand(num_envs) < 0.1,
+        )
+    return buf
+
+
+def test_n_step_target_of_hand_written_windows():
+    """Three windows of n = 3, written out term by term: a termination at step 1 (no bootstrap,
+    step 2 ignored), a time-out at step 1 (bootstrap from its final observation), and a full window."""
+    g, alpha = 0.9, 0.3
+    alg = MEow(_policy(), gamma=g, n_step=3)
+    torch.manual_seed(4)
+    obs, next_obs = torch.randn(3, 3, 4), torch.randn(3, 3, 4)
+    actions = torch.rand(3, 3, 2) * 1.8 - 0.9
+    rewards = torch.tensor([[1.0, 2.0, 4.0], [1.0, 2.0, 4.0], [1.0, 2.0, 4.0]])
+    terminated = torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 0.0]])
+    truncated = torch.tensor([[False, False, True], [False, True, False], [False, False, False]])
+    batch = TransitionBatch(obs, actions, rewards, next_obs, terminated, truncated)
+    with torch.no_grad():
+        y = alg._target(batch)["target"]
+
+        def log_pi(i: int, t: int) -> float:
+            return alg.target.log_prob(obs[i, t : t + 1], actions[i, t : t + 1]).item()
+
+        def v(i: int, t: int) -> float:
+            return alg.target.values(next_obs[i, t : t + 1]).min(0).values.item()
+
+    terminal = 1 + g * 2 - alpha * g * log_pi(0, 1)
+    timeout = 1 + g * 2 - alpha * g * log_pi(1, 1) + g**2 * v(1, 1)
+    full = 1 + g * 2 + g**2 * 4 - alpha * (g * log_pi(2, 1) + g**2 * log_pi(2, 2)) + g**3 * v(2, 2)
+    assert y.tolist() == pytest.approx([terminal, timeout, full], rel=1e-5)
+
+
+def test_n_step_targets_from_the_ring_buffer_match_a_step_by_step_reference():
+    """Windows sampled from a wrapped ring buffer (crossing its end, cut by terminations, time-outs
+    and the newest step) give the target that a plain loop over the stored episode computes."""
+    n, g, cap = 4, 0.8, 7
+    buf = ReplayBuffer(cap * 2, 2, 3, 2, verbose=False)
+    torch.manual_seed(6)
+    stored = []  # (step id, env) -> transition, by step id
+    for t in range(13):  # 13 steps into 7 slots: wrapped, the oldest kept step 6 is in the last slot
+        term = torch.tensor([float(t in (8, 11)), 0.0])
+        trunc = torch.tensor([False, t == 7])
+        o, a, r, o2 = torch.randn(2, 3), torch.rand(2, 2) * 1.8 - 0.9, torch.randn(2), torch.randn(2, 3)
+        o[:, 0] = t  # the obs carries its step id
+        buf.add(o, a, r, o2, term, trunc)
+        stored.append((o, a, r, o2, term, trunc))
+    alg = MEow(_policy(obs_dim=3), gamma=g, n_step=n)
+    batch = buf.sample_windows(3000, n)
+    with torch.no_grad():
+        y = alg._target(batch)["target"]
+    starts = batch.obs[:, 0, 0].long()
+    seen = set()
+    for i in range(0, 3000, 7):
+        s = starts[i].item()
+        env = 0 if torch.equal(batch.obs[i, 0], stored[s][0][0]) else 1
+        assert torch.equal(batch.obs[i, 0], stored[s][0][env])
+        expected, discount = 0.0, 1.0
+        with torch.no_grad():
+            for k in range(n):
+                o, a, r, o2, term, trunc = (x[env] for x in stored[s + k])
+                expected += discount * r.item()
+                if k > 0:
+                    expected -= 0.3 * discount * alg.target.log_prob(o[None], a[None]).item()
+                discount *= g
+                newest = s + k == 12
+                if term:
+                    seen.add("termination")
+                    break
+                if trunc or newest or k == n - 1:
+                    seen.add("time-out" if trunc else "newest" if newest else "full")
+                    expected += discount * alg.target.values(o2[None]).min(0).values.item()
+                    break
+        if (s % cap) + n > cap and s + n - 1 <= 12:
+            seen.add("wraps")
+        assert y[i].item() == pytest.approx(expected, rel=1e-4, abs=1e-5)
+    assert seen == {"termination", "time-out", "newest", "full", "wraps"}
+    assert starts.min() == 6 and starts.max() == 12

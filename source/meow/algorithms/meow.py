@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
@@ -10,19 +12,57 @@ from torch import Tensor, nn
 from meow.modules import FlowPolicy
 from meow.storage import TransitionBatch
 
+CAPTURE_MODES = ("auto", "none", "compile", "cudagraph")
+"""``algo.capture``: how the update (and ``act``) run. ``auto`` = cudagraph on CUDA, none on CPU."""
+
+
+class WindowSampler(Protocol):
+    """What :meth:`MEow.update_from` samples from (:class:`~meow.storage.ReplayBuffer`)."""
+
+    def sample_windows(self, batch_size: int, n: int) -> TransitionBatch: ...
+
+
+def resolve_capture(capture: str, device: torch.device | str) -> str:
+    """The capture mode that ``capture`` means on ``device``; a one-line ValueError if it cannot run."""
+    device = torch.device(device)
+    if capture not in CAPTURE_MODES:
+        raise ValueError(f"algo.capture={capture} is invalid; valid: {' | '.join(CAPTURE_MODES)}")
+    if capture == "auto":
+        return "cudagraph" if device.type == "cuda" else "none"
+    if capture == "cudagraph" and device.type != "cuda":
+        raise ValueError(
+            f"algo.capture=cudagraph needs a CUDA device, but the learner is on {device}; "
+            "valid here: none | compile (auto picks none on the CPU)"
+        )
+    return capture
+
 
 class MEow:
     """Soft Bellman regression of the flow's soft Q onto a target built from its exact soft V.
 
+    With ``n_step = 1`` (the paper):
+
         y = r + gamma * (1 - terminated) * min_k V_k^target(s')
         L = mean_k,batch 0.5 * (Q_k(s, a) - y)^2
 
-    One Adam over all parameters, global grad-norm clipping, Polyak averaging of the target
-    after every step. Truncated episodes bootstrap (their true final observation is in
-    ``next_obs``); terminated ones do not.
+    With ``n_step = n`` the target is the n-step soft return of the stored window
+    ``(s_0, a_0, r_0, ..., s_{m-1}, a_{m-1}, r_{m-1}, s'_{m-1})``, cut after ``m <= n`` steps at
+    the first termination, time-out, or the newest stored step:
 
-    :meth:`update` is a pure tensor program: no host synchronisation and no Python
-    branching on tensor values, so it can be compiled whole. Non-finite losses are
+        y = sum_{t<m} gamma^t r_t - alpha * sum_{0<t<m} gamma^t log pi^target(a_t|s_t)
+            + gamma^m * (1 - terminated_{m-1}) * min_k V_k^target(s'_{m-1})
+
+    The intermediate entropy terms are exact: ``alpha * log pi = Q - V`` is the flow's own
+    log-density, computed with the target flow. With them the n-step target has the same fixed
+    point as the one-step soft Bellman target (without them it counts the entropy bonus only
+    every n steps). Time-outs and the newest step bootstrap from the true final observation;
+    terminations do not bootstrap.
+
+    One Adam over all parameters, global grad-norm clipping, Polyak averaging of the target
+    after every step. :meth:`update_from` samples the batch from a device-resident replay
+    buffer and runs as one step that ``capture`` can compile (``compile``) or record as one
+    CUDA graph (``cudagraph``), together with :meth:`act`. The update is a pure tensor program:
+    no host synchronisation and no Python branching on tensor values. Non-finite losses are
     recorded in :attr:`nonfinite` and reported by the runner at its next check.
 
     Args:
@@ -32,7 +72,10 @@ class MEow:
         gamma: discount.
         tau: Polyak coefficient of the target update.
         grad_clip: maximum global gradient norm.
-        compile: compile the loss (forward and backward) with ``torch.compile``.
+        n_step: length of the target's reward window (1 = the paper).
+        capture: ``auto | none | compile | cudagraph`` (see :data:`CAPTURE_MODES`).
+        reduce_grads: called with the parameters' gradients after the backward pass and before
+            clipping (e.g. an all-reduce over data-parallel ranks).
     """
 
     def __init__(
@@ -44,24 +87,37 @@ class MEow:
         gamma: float = 0.99,
         tau: float = 0.005,
         grad_clip: float = 30.0,
-        compile: bool = False,
+        n_step: int = 1,
+        capture: str = "none",
+        reduce_grads: Callable[[list[Tensor]], None] | None = None,
     ) -> None:
+        if n_step < 1:
+            raise ValueError(f"algo.n_step={n_step} is invalid; valid: an integer >= 1")
+        self.device = policy.alpha.device
+        self.capture = resolve_capture(capture, self.device)
         self.policy = policy
         self.target = copy.deepcopy(policy).requires_grad_(False).eval()
         self.normalizer = normalizer if normalizer is not None else nn.Identity()
         self.gamma = gamma
         self.tau = tau
         self.grad_clip = grad_clip
-        # The fused kernel is several times faster than the per-tensor loop on CPU and GPU.
+        self.n_step = n_step
+        self.reduce_grads = reduce_grads
+        # The fused kernel is several times faster than the per-tensor loop on CPU and GPU;
+        # capturable keeps Adam's step counters on the GPU so that a CUDA graph can replay it.
         self.optimizer = torch.optim.Adam(
-            policy.parameters(), lr=lr, fused=policy.alpha.device.type in ("cpu", "cuda")
+            policy.parameters(),
+            lr=lr,
+            fused=self.device.type in ("cpu", "cuda"),
+            capturable=self.capture == "cudagraph",
         )
         self._params = list(policy.parameters())
         self._target_params = list(self.target.parameters())
-        self.nonfinite = torch.zeros((), dtype=torch.bool, device=policy.alpha.device)
+        self.nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
         """True once any update produced a non-finite loss or gradient norm."""
-        self._loss_fn = self._loss
-        if compile:
+        self._discounts = gamma ** torch.arange(n_step + 1, dtype=torch.float32, device=self.device)
+        self._step_fn = self._update_step
+        if self.capture == "compile":
             from torch._inductor import config as inductor_config
 
             # Inductor bakes the thread count into its CPU kernels but, left implicit, keeps it out
@@ -69,32 +125,92 @@ class MEow:
             # be reused (and run several times slower; pytorch/pytorch#160812). An explicit setting
             # is part of the key.
             inductor_config.cpp.threads = torch.get_num_threads()
-            self._loss_fn = torch.compile(self._loss)
+            self._step_fn = torch.compile(self._update_step)
+        self._update_graph: tuple[torch.cuda.CUDAGraph, tuple[int, int], dict[str, Tensor]] | None = None
+        self._act_graphs: dict[tuple[tuple[int, ...], bool], tuple[torch.cuda.CUDAGraph, Tensor, Tensor]] = {}
 
+    # ------------------------------------------------------------------ acting
     @torch.no_grad()
     def act(self, obs: Tensor, deterministic: bool = False) -> Tensor:
         """Actions in ``[-1, 1]`` for raw observations; sampled with the online flow in eval mode."""
+        if self.capture == "cudagraph" and obs.is_cuda:
+            return self._act_replay(obs, deterministic)
         self.policy.eval()
+        return self._act(obs, deterministic)
+
+    def _act(self, obs: Tensor, deterministic: bool) -> Tensor:
         obs = self.normalizer(obs)
         return self.policy.deterministic(obs) if deterministic else self.policy.sample(obs)[0]
 
-    def _loss(self, batch: TransitionBatch) -> tuple[Tensor, dict[str, Tensor]]:
-        obs = self.normalizer(batch.obs)
-        next_obs = self.normalizer(batch.next_obs)
-        with torch.no_grad():
-            next_v = self.target.values(next_obs).min(0).values
-            target = batch.rewards + self.gamma * (1.0 - batch.terminated) * next_v
-        q = self.policy.q_values(obs, batch.actions)
-        loss = 0.5 * (q - target).square().sum(0).mean()
-        stats = {"q": q.detach().mean(), "target": target.mean(), "next_v": next_v.mean()}
-        return loss, stats
+    def _act_replay(self, obs: Tensor, deterministic: bool) -> Tensor:
+        key = (tuple(obs.shape), deterministic)
+        if key not in self._act_graphs:
+            self.policy.eval()
+            static_obs = obs.clone()
+            rng = torch.cuda.get_rng_state(self.device)
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                self._act(static_obs, deterministic)  # warm-up: lazy initialisations happen here
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                static_action = self._act(static_obs, deterministic)
+            torch.cuda.set_rng_state(rng, self.device)
+            self._act_graphs[key] = (graph, static_obs, static_action)
+        graph, static_obs, static_action = self._act_graphs[key]
+        static_obs.copy_(obs)
+        graph.replay()
+        # The graph's output is overwritten by the next replay; callers keep what they get.
+        return static_action.clone()
 
-    def update(self, batch: TransitionBatch) -> dict[str, Tensor]:
-        """One gradient step on ``batch`` and one Polyak step; returns detached scalar tensors."""
+    # ---------------------------------------------------------------- the loss
+    def _loss(self, batch: TransitionBatch) -> tuple[Tensor, dict[str, Tensor]]:
+        """The loss of a batch of transitions ``(B, ...)`` or of n-step windows ``(B, n, ...)``."""
+        if batch.rewards.dim() == 1:
+            batch = TransitionBatch(*(x.unsqueeze(1) for x in batch))
+        obs, actions = batch.obs, batch.actions
+        with torch.no_grad():
+            target = self._target(batch)
+        q = self.policy.q_values(self.normalizer(obs[:, 0]), actions[:, 0])
+        loss = 0.5 * (q - target["target"]).square().sum(0).mean()
+        return loss, {"q": q.detach().mean(), **{k: v.mean() for k, v in target.items()}}
+
+    def _target(self, batch: TransitionBatch) -> dict[str, Tensor]:
+        """The n-step soft Bellman target of windows ``(B, n, ...)`` (see the class docstring)."""
+        size, n = batch.rewards.shape
+        terminated = batch.terminated
+        not_done = (1.0 - terminated) * (~batch.truncated).float()
+        # alive[:, t] = 1 where step t belongs to the window: no termination, time-out or the
+        # newest stored step before it. Float masks throughout (inductor's CPU code generator
+        # mishandles boolean masks of mixed width here).
+        alive = torch.cat([torch.ones_like(not_done[:, :1]), torch.cumprod(not_done[:, :-1], dim=1)], 1)
+        disc = self._discounts
+        soft_return = (alive * batch.rewards) @ disc[:n]
+        if n > 1:
+            obs_dim, act_dim = batch.obs.shape[-1], batch.actions.shape[-1]
+            log_pi = self.target.log_prob(
+                self.normalizer(batch.obs[:, 1:].reshape(-1, obs_dim)),
+                batch.actions[:, 1:].reshape(-1, act_dim),
+            ).view(size, n - 1)
+            # steps outside the window may hold another episode's data: masked, never multiplied
+            entropy = torch.where(alive[:, 1:] > 0, log_pi, torch.zeros_like(log_pi)) @ disc[1:n]
+            soft_return = soft_return - self.target.alpha * entropy
+        # The window's last step m - 1: the number of alive steps, less one.
+        m = alive.sum(1).long() - 1
+        rows = torch.arange(size, device=m.device)
+        next_v = self.target.values(self.normalizer(batch.next_obs[rows, m])).min(0).values
+        bootstrap = disc[m + 1] * (1.0 - terminated[rows, m]) * next_v
+        return {"target": soft_return + bootstrap, "next_v": next_v}
+
+    # -------------------------------------------------------------- the update
+    def _train_step(self, batch: TransitionBatch) -> dict[str, Tensor]:
         self.policy.train()
-        loss, stats = self._loss_fn(batch)
+        loss, stats = self._loss(batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.reduce_grads is not None:
+            self.reduce_grads([p.grad for p in self._params if p.grad is not None])
         grad_norm = nn.utils.clip_grad_norm_(self._params, self.grad_clip, foreach=True)
         self.optimizer.step()
         with torch.no_grad():
@@ -102,8 +218,67 @@ class MEow:
             self.nonfinite |= ~(torch.isfinite(loss) & torch.isfinite(grad_norm))
         return {"loss": loss.detach(), "grad_norm": grad_norm, **stats}
 
+    def _update_step(self, buffer: WindowSampler, batch_size: int) -> dict[str, Tensor]:
+        return self._train_step(buffer.sample_windows(batch_size, self.n_step))
+
+    def update(self, batch: TransitionBatch) -> dict[str, Tensor]:
+        """One gradient step on a given batch (eager) and one Polyak step; detached scalars."""
+        return self._train_step(batch)
+
+    def update_from(self, buffer: WindowSampler, batch_size: int) -> dict[str, Tensor]:
+        """Samples ``batch_size`` windows of ``n_step`` transitions from ``buffer`` and takes one
+        update step, run as ``capture`` says. Returns detached scalar tensors (under
+        ``cudagraph`` the same tensors every call, overwritten by the next update)."""
+        if self.capture != "cudagraph":
+            return self._step_fn(buffer, batch_size)
+        key = (id(buffer), batch_size)
+        if self._update_graph is None or self._update_graph[1] != key:
+            self._capture_update(buffer, batch_size, key)
+        graph, _, stats = self._update_graph
+        graph.replay()
+        return stats
+
+    def _capture_update(self, buffer: WindowSampler, batch_size: int, key: tuple[int, int]) -> None:
+        """Records :meth:`_update_step` as one CUDA graph, leaving the learner's state as it was.
+
+        A few eager warm-up steps on a side stream create Adam's state and let the libraries
+        pick their kernels; the parameters, target, optimizer state and RNG are then put back,
+        so the first replay takes the step that an eager update would have taken.
+        """
+        tensors = [*self._params, *self._target_params, self.nonfinite]
+        saved = [t.detach().clone() for t in tensors]
+        fresh = not self.optimizer.state
+        opt_state = [v for s in self.optimizer.state.values() for v in s.values() if torch.is_tensor(v)]
+        saved_opt = [v.clone() for v in opt_state]
+        rng = torch.cuda.get_rng_state(self.device)
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                self._update_step(buffer, batch_size)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        with torch.no_grad():
+            for t, s in zip(tensors, saved, strict=True):
+                t.copy_(s)
+            if fresh:  # Adam's state at step 0 is zeros
+                for s in self.optimizer.state.values():
+                    for v in s.values():
+                        if torch.is_tensor(v):
+                            v.zero_()
+            else:
+                for t, s in zip(opt_state, saved_opt, strict=True):
+                    t.copy_(s)
+        # Gradients are allocated inside the graph's memory pool.
+        self.optimizer.zero_grad(set_to_none=True)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            stats = self._update_step(buffer, batch_size)
+        torch.cuda.set_rng_state(rng, self.device)
+        self._update_graph = (graph, key, stats)
+
+    # ------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:
-        """Online and target weights, optimizer and normalizer state."""
+        """Online and target weights, optimizer and normalizer state (plain modules, no graphs)."""
         return {
             "policy": self.policy.state_dict(),
             "target": self.target.state_dict(),
@@ -112,8 +287,10 @@ class MEow:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        """Restores :meth:`state_dict`."""
+        """Restores :meth:`state_dict`; captured graphs are recorded again at the next call."""
         self.policy.load_state_dict(state["policy"])
         self.target.load_state_dict(state["target"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.normalizer.load_state_dict(state["normalizer"])
+        self._update_graph = None
+        self._act_graphs.clear()

@@ -88,7 +88,14 @@ class OffPolicyRunner:
         policy = build_policy(cfg, env.obs_dim, env.action_dim).to(self.device)
         normalizer = EmpiricalNormalization(env.obs_dim).to(self.device) if a.normalize_obs else None
         self.alg = MEow(
-            policy, normalizer, lr=a.lr, gamma=a.gamma, tau=a.tau, grad_clip=a.grad_clip, compile=a.compile
+            policy,
+            normalizer,
+            lr=a.lr,
+            gamma=a.gamma,
+            tau=a.tau,
+            grad_clip=a.grad_clip,
+            n_step=a.n_step,
+            capture=a.capture,
         )
         self.buffer = ReplayBuffer(
             cfg.buffer.capacity,
@@ -219,7 +226,7 @@ class OffPolicyRunner:
             progress.update(n)
             if self.global_step > r.warmup_steps and len(self.buffer) >= cfg.algo.batch_size:
                 for _ in range(cfg.algo.updates_per_step):
-                    metrics = self.alg.update(self.buffer.sample(cfg.algo.batch_size))
+                    metrics = self.alg.update_from(self.buffer, cfg.algo.batch_size)
                     self.num_updates += 1
 
             if self._crossed(before, r.log_interval):

@@ -96,6 +96,11 @@ class ReplayBuffer:
         self.truncated = torch.zeros(shape, dtype=torch.bool, **kw)
         self.pos = 0
         self.full = False
+        # The ring position and fill level also live on the device, so that sampling reads them
+        # there: no host value enters the sampling kernels, and a captured CUDA graph sees each
+        # step's values.
+        self._pos_t = torch.zeros((), dtype=torch.long, **kw)
+        self._steps_t = torch.zeros((), dtype=torch.long, **kw)
         if verbose:
             print(
                 f"[meow] replay buffer: {n * num_envs:,} transitions ({num_envs} envs x {n:,}) "
@@ -134,23 +139,52 @@ class ReplayBuffer:
         self.next_obs[i] = next_obs
         self.terminated[i] = terminated
         self.truncated[i] = truncated
-        self.pos = (i + 1) % self.capacity_per_env
-        self.full = self.full or self.pos == 0
+        self._advance((i + 1) % self.capacity_per_env, self.full or i + 1 == self.capacity_per_env)
+
+    def _advance(self, pos: int, full: bool) -> None:
+        self.pos, self.full = pos, full
+        self._pos_t.fill_(pos)
+        self._steps_t.fill_(self.capacity_per_env if full else pos)
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> TransitionBatch:
-        """Draws ``batch_size`` transitions uniformly, with replacement."""
-        steps = self.capacity_per_env if self.full else self.pos
-        if steps == 0:
+        """Draws ``batch_size`` transitions uniformly, with replacement (fields ``(B, ...)``)."""
+        return TransitionBatch(*(x.squeeze(1) for x in self.sample_windows(batch_size, 1, generator)))
+
+    def sample_windows(
+        self, batch_size: int, n: int, generator: torch.Generator | None = None
+    ) -> TransitionBatch:
+        """Draws ``batch_size`` windows of ``n`` consecutive steps of one env (fields ``(B, n, ...)``).
+
+        The first step of each window is uniform over all stored ``(step, env)`` pairs, with
+        replacement. A window continues through the ring's wrap-around; where it reaches past
+        the newest stored step, that step is marked ``truncated`` (the window ends there and
+        bootstraps from its stored next observation) and the steps after it are left for the
+        learner to mask. A pure tensor program over device tensors: it can run inside a
+        captured CUDA graph, and it never synchronises with the host.
+        """
+        if not self.full and self.pos == 0:
             raise RuntimeError("cannot sample from an empty replay buffer")
-        flat = torch.randint(steps * self.num_envs, (batch_size,), device=self.device, generator=generator)
-        step, env = flat // self.num_envs, flat % self.num_envs
+        cap = self.capacity_per_env
+        steps = self._steps_t
+        # float64 keeps every one of up to 2^53 stored steps reachable, unlike float32's 2^24
+        u = torch.rand(batch_size, dtype=torch.float64, device=self.device, generator=generator)
+        k = (u * steps).long()  # age rank from the oldest stored step, in [0, steps)
+        env = torch.randint(self.num_envs, (batch_size,), device=self.device, generator=generator)
+        offsets = torch.arange(n, device=self.device)
+        oldest = torch.remainder(self._pos_t - steps, cap)
+        step = torch.remainder(oldest + k, cap)[:, None] + offsets
+        step = torch.remainder(step, cap)
+        env2 = env[:, None].expand(-1, n)
+        truncated = self.truncated[step, env2]
+        if n > 1:
+            truncated = truncated | ((steps - 1 - k)[:, None] == offsets)  # the newest stored step
         return TransitionBatch(
-            self.obs[step, env],
-            self.actions[step, env],
-            self.rewards[step, env],
-            self.next_obs[step, env],
-            self.terminated[step, env],
-            self.truncated[step, env],
+            self.obs[step, env2],
+            self.actions[step, env2],
+            self.rewards[step, env2],
+            self.next_obs[step, env2],
+            self.terminated[step, env2],
+            truncated,
         )
 
     def state_dict(self) -> dict:
@@ -175,6 +209,6 @@ class ReplayBuffer:
         for k in self._fields:
             src = state[k]
             getattr(self, k)[: src.shape[0]] = src.to(self.device)
-        self.pos, self.full = int(state["pos"]), bool(state["full"])
+        self._advance(int(state["pos"]), bool(state["full"]))
 
     _fields = ("obs", "actions", "rewards", "next_obs", "terminated", "truncated")
