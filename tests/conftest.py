@@ -9,6 +9,16 @@ import torch
 from torch import nn
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``gpu`` are collected everywhere and skipped, with the reason, without CUDA."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (none is visible); scripts/gpu_check.py runs these")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _torch_globals() -> Iterator[None]:
     """Every test starts from the same process-wide torch settings, whatever ran before it.
