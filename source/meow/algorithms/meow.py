@@ -74,6 +74,8 @@ class MEow:
         grad_clip: maximum global gradient norm.
         n_step: length of the target's reward window (1 = the paper).
         capture: ``auto | none | compile | cudagraph`` (see :data:`CAPTURE_MODES`).
+        compile_mode: ``torch.compile``'s ``mode`` under ``capture="compile"`` (None: its default;
+            scripts/benchmark_update.py measures the others).
         reduce_grads: called with the parameters' gradients after the backward pass and before
             clipping (e.g. an all-reduce over data-parallel ranks).
     """
@@ -89,6 +91,7 @@ class MEow:
         grad_clip: float = 30.0,
         n_step: int = 1,
         capture: str = "none",
+        compile_mode: str | None = None,
         reduce_grads: Callable[[list[Tensor]], None] | None = None,
     ) -> None:
         if n_step < 1:
@@ -125,7 +128,7 @@ class MEow:
             # be reused (and run several times slower; pytorch/pytorch#160812). An explicit setting
             # is part of the key.
             inductor_config.cpp.threads = torch.get_num_threads()
-            self._step_fn = torch.compile(self._update_step)
+            self._step_fn = torch.compile(self._update_step, mode=compile_mode)
         self._update_graph: tuple[torch.cuda.CUDAGraph, tuple[int, int], dict[str, Tensor]] | None = None
         self._act_graphs: dict[tuple[tuple[int, ...], bool], tuple[torch.cuda.CUDAGraph, Tensor, Tensor]] = {}
 
