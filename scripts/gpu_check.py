@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import re
 import subprocess
@@ -108,6 +109,11 @@ def run_tests() -> dict:
         cwd=ROOT,
         capture_output=True,
         text=True,
+        # the source tree first: on a bare GPU machine meow is not installed, only copied there
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "source"), os.environ.get("PYTHONPATH")])),
+        },
     )
     output = proc.stdout + proc.stderr
     counts = {
