@@ -71,9 +71,7 @@ def isaac_learner_settings(num_envs: int, obs_dim: int, action_dim: int) -> dict
 
 _register("meow.isaac_batch", lambda n: isaac_learner_settings(n, 0, 0)["batch_size"], replace=True)
 _register("meow.isaac_updates", lambda n: isaac_learner_settings(n, 0, 0)["updates_per_step"], replace=True)
-_register(
-    "meow.isaac_capacity", lambda n, o, a: isaac_learner_settings(n, o, a)["capacity"], replace=True
-)
+_register("meow.isaac_capacity", lambda n, o, a: isaac_learner_settings(n, o, a)["capacity"], replace=True)
 
 
 class ConfigError(ValueError):

@@ -60,9 +60,11 @@ class MEow:
 
     One Adam over all parameters, global grad-norm clipping, Polyak averaging of the target
     after every step. :meth:`update_from` samples the batch from a device-resident replay
-    buffer and runs as one step that ``capture`` can compile (``compile``) or record as one
-    CUDA graph (``cudagraph``), together with :meth:`act`. The update is a pure tensor program:
-    no host synchronisation and no Python branching on tensor values. Non-finite losses are
+    buffer and runs as one step that ``capture`` records as one CUDA graph (``cudagraph``),
+    compiles with ``torch.compile`` (``compile``; on CUDA the compiled kernels are then recorded
+    as one graph too), or runs eagerly (``none``); :meth:`act` is recorded as well on CUDA. The
+    update is a pure tensor program: no host synchronisation and no Python branching on tensor
+    values. Non-finite losses are
     recorded in :attr:`nonfinite` and reported by the runner at its next check.
 
     Args:
@@ -98,6 +100,12 @@ class MEow:
             raise ValueError(f"algo.n_step={n_step} is invalid; valid: an integer >= 1")
         self.device = policy.alpha.device
         self.capture = resolve_capture(capture, self.device)
+        # On CUDA the update also runs as one CUDA graph under compile (of the compiled kernels:
+        # compiled but launched one by one it stays launch-bound), unless torch.compile's own
+        # CUDA-graph mode is asked for.
+        self._graphed = self.device.type == "cuda" and (
+            self.capture == "cudagraph" or (self.capture == "compile" and compile_mode != "reduce-overhead")
+        )
         self.policy = policy
         self.target = copy.deepcopy(policy).requires_grad_(False).eval()
         self.normalizer = normalizer if normalizer is not None else nn.Identity()
@@ -112,7 +120,7 @@ class MEow:
             policy.parameters(),
             lr=lr,
             fused=self.device.type in ("cpu", "cuda"),
-            capturable=self.capture == "cudagraph",
+            capturable=self.device.type == "cuda" and self.capture != "none",
         )
         self._params = list(policy.parameters())
         self._target_params = list(self.target.parameters())
@@ -136,7 +144,7 @@ class MEow:
     @torch.no_grad()
     def act(self, obs: Tensor, deterministic: bool = False) -> Tensor:
         """Actions in ``[-1, 1]`` for raw observations; sampled with the online flow in eval mode."""
-        if self.capture == "cudagraph" and obs.is_cuda:
+        if self._graphed and obs.is_cuda:
             return self._act_replay(obs, deterministic)
         self.policy.eval()
         return self._act(obs, deterministic)
@@ -232,7 +240,7 @@ class MEow:
         """Samples ``batch_size`` windows of ``n_step`` transitions from ``buffer`` and takes one
         update step, run as ``capture`` says. Returns detached scalar tensors (under
         ``cudagraph`` the same tensors every call, overwritten by the next update)."""
-        if self.capture != "cudagraph":
+        if not self._graphed:
             return self._step_fn(buffer, batch_size)
         key = (id(buffer), batch_size)
         if self._update_graph is None or self._update_graph[1] != key:
@@ -242,9 +250,10 @@ class MEow:
         return stats
 
     def _capture_update(self, buffer: WindowSampler, batch_size: int, key: tuple[int, int]) -> None:
-        """Records :meth:`_update_step` as one CUDA graph, leaving the learner's state as it was.
+        """Records the update step (eager or compiled kernels) as one CUDA graph, leaving the
+        learner's state as it was.
 
-        A few eager warm-up steps on a side stream create Adam's state and let the libraries
+        A few warm-up steps on a side stream create Adam's state and let the libraries
         pick their kernels; the parameters, target, optimizer state and RNG are then put back,
         so the first replay takes the step that an eager update would have taken.
         """
@@ -258,7 +267,7 @@ class MEow:
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):
             for _ in range(3):
-                self._update_step(buffer, batch_size)
+                self._step_fn(buffer, batch_size)
         torch.cuda.current_stream(self.device).wait_stream(side)
         with torch.no_grad():
             for t, s in zip(tensors, saved, strict=True):
@@ -275,7 +284,7 @@ class MEow:
         self.optimizer.zero_grad(set_to_none=True)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            stats = self._update_step(buffer, batch_size)
+            stats = self._step_fn(buffer, batch_size)
         torch.cuda.set_rng_state(rng, self.device)
         self._update_graph = (graph, key, stats)
 
