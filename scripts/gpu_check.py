@@ -116,10 +116,14 @@ def run_tests() -> dict:
         },
     )
     output = proc.stdout + proc.stderr
+    summary = [
+        line for line in output.splitlines() if re.search(r"\d+ (passed|failed|skipped|deselected)", line)
+    ]
     counts = {
-        k: int(n) for n, k in re.findall(r"(\d+) (passed|failed|skipped|errors?)", output.splitlines()[-1])
+        k: int(n)
+        for n, k in re.findall(r"(\d+) (passed|failed|skipped|errors?)", summary[-1] if summary else "")
     }
-    diffs = re.findall(r"(batch \d+, n_step \d+: max \|captured - eager\| = \S+)", output)
+    diffs = re.findall(r"((?:compiled \+ graph, )?batch \d+[^:\n]*: max \|\w+ - eager\| = \S+)", output)
     print(f"  tests: {counts} in {time.perf_counter() - start:.0f} s (exit {proc.returncode})")
     for line in diffs:
         print(f"    {line}")
