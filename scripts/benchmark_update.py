@@ -73,6 +73,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--num_envs", type=int, default=4096, help="--pipeline: parallel envs")
     parser.add_argument("--pipeline_steps", type=int, default=200, help="--pipeline: timed vectorized steps")
     parser.add_argument("--out", help="write the results as JSON here")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="--pipeline: settings over Isaac-Ant's, e.g. algo.n_step=3",
+    )
     args = parser.parse_args(argv)
     from meow.config import ConfigError, check_device
 
@@ -100,6 +106,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.threads < 0:
         parser.error(f"--threads {args.threads} is invalid; valid: an integer >= 0")
     args.pipeline = args.pipeline or args.pipeline_only
+    if args.overrides:
+        from meow.config import load_config
+
+        try:  # checked here, before anything is timed
+            load_config("Isaac-Ant", ["device=cpu", "algo.capture=none", *args.overrides])
+        except ConfigError as err:
+            parser.error(str(err))
     return args
 
 
@@ -246,7 +259,13 @@ def pipeline(args: argparse.Namespace, modes: list[str]) -> list[dict]:
         torch._dynamo.reset()
         cfg = load_config(
             "Isaac-Ant",
-            [f"env.num_envs={n}", f"device={device}", f"algo.capture={mode}", "runner.progress=false"],
+            [
+                f"env.num_envs={n}",
+                f"device={device}",
+                f"algo.capture={mode}",
+                "runner.progress=false",
+                *args.overrides,
+            ],
         )
         env = SyntheticVecEnv(n, cfg.env.obs_dim, cfg.env.action_dim, device)
         runner = OffPolicyRunner(cfg, env, None, None)
@@ -266,6 +285,7 @@ def pipeline(args: argparse.Namespace, modes: list[str]) -> list[dict]:
         seconds = time.perf_counter() - start
         result = {
             "mode": runner.alg.capture,
+            "overrides": list(args.overrides),
             "num_envs": n,
             "batch_size": cfg.algo.batch_size,
             "updates_per_step": cfg.algo.updates_per_step,
