@@ -1,0 +1,75 @@
+"""scripts/gpu_check.py and scripts/benchmark_update.py on a machine without a GPU."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the answer on a machine without a GPU")
+def test_without_a_gpu_it_says_so_and_checks_nothing(tmp_path):
+    out = tmp_path / "report.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gpu_check.py"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1
+    assert "no CUDA GPU is visible here" in proc.stderr and "nothing was checked" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_a_cpu_rehearsal_runs_every_step_and_writes_one_report(tmp_path):
+    out = tmp_path / "report.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gpu_check.py"), "--rehearse", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["rehearsal"] and report["environment"]["torch"] == torch.__version__
+    gpu_tests = report["tests"]
+    assert gpu_tests["exit_code"] == 0
+    if not torch.cuda.is_available():  # collected, and skipped with their reason
+        assert gpu_tests["counts"] == {"skipped": 10}
+        assert "needs a CUDA GPU" in gpu_tests["output_tail"]
+    rows = report["benchmarks"]["updates"]
+    assert [r["batch"] for r in rows] == [64, 256]
+    for row in rows:
+        assert row["ms"]["floor"] > 0 and row["ms"]["none"] > 0
+    (pipeline,) = report["benchmarks"]["pipeline"]
+    assert pipeline["mode"] == "none" and pipeline["num_envs"] == 64 and pipeline["updates_per_s"] > 0
+    assert "[gpu_check] wrote" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--modes", "cudagraph", "--device", "cpu"], "--modes cudagraph needs CUDA"),
+        (["--modes", "fast"], "--modes fast is invalid; valid: none, compile"),
+        (["--batches", "0,256"], "'0,256' is invalid; valid: comma-separated integers >= 1"),
+        (["--device", "tpu"], "device=tpu is invalid"),
+        (["--seconds", "0"], "--seconds 0.0 is invalid"),
+        (["--device", "cpu", "algo.n_step=0"], "algo.n_step=0 is invalid"),
+    ],
+)
+def test_benchmark_update_bad_input_is_one_line(argv, message):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "benchmark_update.py"), *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert message in proc.stderr.strip().splitlines()[-1]  # argparse's usage line, then the error
