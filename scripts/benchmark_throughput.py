@@ -45,7 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--burnin", type=int, default=250, help="untimed learning steps after the warm-up")
     parser.add_argument("--threads", type=int, help="torch intra-op threads for both (default: torch's)")
     parser.add_argument("--repeats", type=int, default=1, help="rounds of alternating measurements")
-    parser.add_argument("--compile", action="store_true", help="also time MEow with algo.compile=true")
+    parser.add_argument("--compile", action="store_true", help="also time MEow with algo.capture=compile")
     parser.add_argument("--out", type=Path, help="write the results to this JSON file")
     args = parser.parse_args(argv)
     for flag in ("steps", "repeats", "threads"):
@@ -97,7 +97,11 @@ def time_meow(args: argparse.Namespace, compile: bool) -> dict[str, float]:
     overrides = [
         f"torch_threads={args.threads}",
         *("env.num_envs=1", "env.eval_envs=0", "buffer.capacity=1000000", "runner.progress=false"),
-        *("algo.batch_size=256", "algo.updates_per_step=1", f"algo.compile={str(compile).lower()}"),
+        *(
+            "algo.batch_size=256",
+            "algo.updates_per_step=1",
+            f"algo.capture={'compile' if compile else 'none'}",
+        ),
         f"runner.warmup_steps={args.warmup}",
         f"runner.total_steps={untimed}",
     ]

@@ -298,7 +298,7 @@ class MEowAgent:
         )
         self.writer = self.runner.writer
         # rl-games' Runner wraps ``agent.model`` in torch.compile when config.torch_compile is on
-        # (its default). The update below does not call it; MEow's own compile is algo.compile.
+        # (its default). The update below does not call it; MEow's own is algo.capture.
         self.model = self.runner.alg.policy
         self.epoch_num = 0
         self.frame = 0
