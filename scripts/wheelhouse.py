@@ -46,13 +46,14 @@ ISAACLAB_SPEC = "isaaclab==3.0.*"
 """The Isaac Lab release the extension is tested with (``scripts/setup.sh`` installs the same)."""
 VIDEO_ONLY = frozenset({"moviepy"})
 """Requirements that only record videos (and need sdists or ffmpeg); left out of the wheelhouse."""
-MAX_GLIBC_MINOR = 28
-"""Newest manylinux_2_N accepted: PyTorch 2.11's own wheels need glibc 2.28, so the target has it."""
+MAX_GLIBC_MINOR = 35
+"""Newest manylinux_2_N accepted. Isaac Lab 3.0 needs 2.35 (omniverseclient and open3d publish only
+manylinux_2_35 wheels); the core group needs no more than 2.28, as PyTorch 2.11 itself."""
+_LEGACY_MANYLINUX = {"manylinux1": 5, "manylinux2010": 12, "manylinux2014": 17}
 
 # The package names (PEP 503 normalized) of the GPU machine's Python at /opt/torch/.venv
 # (torch 2.11.0+cu130), as listed on 2026-11-17. They are resolved but not carried.
-IMAGE_PACKAGES = frozenset(
-    """
+_IMAGE_NAMES = """
 absl-py accelerate aiofiles aiohappyeyeballs aiohttp aiosignal annotated-doc anyio attrs botorch build
 certifi charset-normalizer chex click cloudpickle cmake colorama contourpy coverage cuda-bindings cuda-core
 cuda-pathfinder cuda-toolkit cupy-cuda13x cycler cython diffrax e3nn einops equinox etils execnet filelock
@@ -74,8 +75,8 @@ sortedcontainers statsmodels sympy tabulate tensorboard tensorboard-data-server 
 tifffile tiktoken timm tokenizers toolz torch torchaudio torchdiffeq torch-geometric torchmetrics
 torchvision tqdm transformers treescope triton typer typing-extensions typing-inspect urllib3 uvloop
 wadler-lindig werkzeug wheel wrapt xarray xxhash yarl zipp
-""".split()
-)
+"""
+IMAGE_PACKAGES = frozenset(_IMAGE_NAMES.split())
 
 
 class WheelhouseError(Exception):
@@ -126,6 +127,32 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def wheel_glibc_minor(filename: str) -> int:
+    """Least glibc 2.N a wheel runs with, from its platform tags (0: pure Python or not Linux)."""
+    platform = filename.removesuffix(".whl").split("-")[-1]
+    minors = []
+    for tag in platform.split("."):
+        match = re.fullmatch(r"manylinux_2_(\d+)_\w+", tag)
+        legacy = _LEGACY_MANYLINUX.get(tag.split("_")[0])
+        if match:
+            minors.append(int(match.group(1)))
+        elif legacy is not None:
+            minors.append(legacy)
+        elif not tag.startswith("linux"):
+            minors.append(0)
+    return min(minors, default=0)
+
+
+def this_glibc_minor() -> int | None:
+    """glibc 2.N of this machine, or None when it is not a glibc system."""
+    try:
+        version = os.confstr("CS_GNU_LIBC_VERSION") or ""
+    except (AttributeError, ValueError, OSError):
+        return None
+    match = re.fullmatch(r"glibc 2\.(\d+).*", version)
+    return int(match.group(1)) if match else None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -250,7 +277,7 @@ def pack(groups: dict[str, list[Path]], out: Path, part_size: int, meta: dict | 
 def _read_manifest(folder: Path) -> dict:
     path = folder / MANIFEST
     if not folder.is_dir():
-        raise WheelhouseError(f"{folder} is not a folder; valid: part folders written by 'build' or 'pack'")
+        raise WheelhouseError(f"{folder} is not a folder; valid: part folders written by build or pack")
     if not path.is_file():
         raise WheelhouseError(
             f"{folder} holds no {MANIFEST}; valid: part folders written by 'build' or 'pack'"
@@ -273,7 +300,7 @@ def assemble(sources: Sequence[Path], out: Path) -> dict:
     """
     manifests = [_read_manifest(src) for src in sources]
     manifest = manifests[0]
-    for src, other in zip(sources, manifests):
+    for src, other in zip(sources, manifests, strict=True):
         if other["build"] != manifest["build"]:
             raise WheelhouseError(
                 f"{src} belongs to build {other['build']}, {sources[0]} to build {manifest['build']}; "
@@ -373,6 +400,13 @@ def install(folder: Path, target: Path | None) -> int:
             if sha256_file(path) != entry["sha256"]:
                 raise WheelhouseError(f"{path} is damaged: its sha256 differs from the manifest's")
             wheels.append(path)
+        needs = max((wheel_glibc_minor(w.name) for w in wheels), default=0)
+        have = this_glibc_minor()
+        if have is not None and have < needs:
+            raise WheelhouseError(
+                f"these wheels need glibc 2.{needs} or newer and this machine has 2.{have}; valid: "
+                f"a folder built with --max-glibc {have}, or only the groups that fit"
+            )
         expected = manifest.get("on_target", {})
         missing = sorted(n for n in expected if not _installed(n))
         if missing:
@@ -516,6 +550,9 @@ def _read_names(path: Path) -> frozenset[str]:
     return frozenset(names)
 
 
+_PROBE = "import sys, platform; print(sys.version_info[:2] == (3, 12), platform.machine())"
+
+
 def build(args: argparse.Namespace) -> int:
     """The ``build`` command: resolve, download, split into part folders."""
     out = Path(args.dir).resolve()
@@ -581,7 +618,9 @@ def print_summary(manifest: dict) -> None:
     for group, folders in manifest["groups"].items():
         mine = [f for f in files if f["group"] == group]
         size = sum(f["size"] for f in mine)
-        print(f"group {group}: {len(mine)} file(s), {human(size)}, folders {folders[0]}..{folders[-1]}")
+        glibc = max((wheel_glibc_minor(f["name"]) for f in mine), default=0)
+        where = f"folders {folders[0]}..{folders[-1]}" if len(folders) > 1 else f"folder {folders[0]}"
+        print(f"group {group}: {len(mine)} file(s), {human(size)} in {where}, needs glibc >= 2.{glibc}")
     print(f"total: {len(files)} file(s), {human(sum(f['size'] for f in files))}")
     for f in sorted(files, key=lambda f: -f["size"])[:10]:
         print(f"  {human(f['size']):>10}  {f['name']}")
@@ -610,7 +649,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=int,
         default=MAX_GLIBC_MINOR,
         metavar="N",
-        help="accept manylinux_2_N wheels up to N",
+        help="newest manylinux_2_N accepted",
     )
     p = commands.add_parser("pack", help="split existing files (one group per folder) into OUT/part-NN/")
     p.add_argument("sources", nargs="+", metavar="SRC", help="folders of files; each is a group")
