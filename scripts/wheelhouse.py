@@ -400,14 +400,7 @@ def install(folder: Path, target: Path | None) -> int:
             if sha256_file(path) != entry["sha256"]:
                 raise WheelhouseError(f"{path} is damaged: its sha256 differs from the manifest's")
             wheels.append(path)
-        needs = max((wheel_glibc_minor(w.name) for w in wheels), default=0)
-        have = this_glibc_minor()
-        if have is not None and have < needs:
-            raise WheelhouseError(
-                f"these wheels need glibc 2.{needs} or newer and this machine has 2.{have}; valid: "
-                f"a folder built with --max-glibc {have}, or only the groups that fit"
-            )
-        expected = manifest.get("on_target", {})
+        expected = {n for g in groups for n in manifest.get("on_target", {}).get(g, {})}
         missing = sorted(n for n in expected if not _installed(n))
         if missing:
             log(
@@ -417,6 +410,13 @@ def install(folder: Path, target: Path | None) -> int:
     wheels = [w for w in wheels if w.name.endswith(".whl")]
     if not wheels:
         raise WheelhouseError(f"{folder} holds no wheels; valid: the --out folder of 'assemble'")
+    needs = max((wheel_glibc_minor(w.name) for w in wheels), default=0)
+    have = this_glibc_minor()
+    if have is not None and have < needs:
+        raise WheelhouseError(
+            f"these wheels need glibc 2.{needs} or newer and this machine has 2.{have}; valid: "
+            f"a folder built with --max-glibc {have}, or only the groups that fit"
+        )
     log(f"installing {len(wheels)} wheel(s) from {folder} into {target or sys.prefix}")
     command = [sys.executable, "-m", "pip", "install", "--isolated", "--disable-pip-version-check"]
     command += ["--no-index", "--no-deps", "--find-links", str(folder)]
@@ -431,7 +431,8 @@ def install(folder: Path, target: Path | None) -> int:
             capture_output=True,
             text=True,
         )
-        lines = [line for line in check.stdout.splitlines() if line.strip()]
+        # pip check exits 0 with "No broken requirements found." when all is well.
+        lines = [line for line in check.stdout.splitlines() if line.strip()] if check.returncode else []
         mine = {normalize(w.name.split("-")[0]) for w in wheels}
         relevant = [line for line in lines if normalize(line.split(" ")[0]) in mine]
         for line in relevant:
@@ -592,7 +593,15 @@ def build(args: argparse.Namespace) -> int:
         else:
             core_names = {i["name"] for i in full}
         travel = [i for i in full if carried(i["name"], image)]
-        on_target = {i["name"]: i["version"] for i in full if not carried(i["name"], image)}
+        # Per group, the resolved packages left to the target, for 'install' to look for.
+        on_target = {
+            group: {
+                i["name"]: i["version"]
+                for i in full
+                if not carried(i["name"], image) and (i["name"] in core_names) == (group == "core")
+            }
+            for group in groups
+        }
         wheel_groups: dict[str, list[Path]] = {}
         for group in groups:
             items = [i for i in travel if (i["name"] in core_names) == (group == "core")]

@@ -7,6 +7,7 @@ and is exercised by hand (docs/GPU.md), everything after the download is covered
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import subprocess
 import sys
@@ -184,3 +185,76 @@ def test_assembled_file_with_other_content_is_not_overwritten(packed, tmp_path):
     r = run("assemble", out / "part-01", "--out", wheels)
     assert r.returncode == 2 and "c.whl" in r.stderr
     assert sorted(p.name for p in wheels.iterdir()) == ["c.whl"]
+
+
+needs_pip = pytest.mark.skipif(
+    importlib.util.find_spec("pip") is None,
+    reason="pip is not installed in this Python (the dev extra has it)",
+)
+
+
+def make_wheel(folder: Path, name: str, version: str, platform: str = "any") -> Path:
+    """A minimal pure-Python wheel whose module holds its version."""
+    import base64
+    import zipfile
+
+    info = f"{name}-{version}.dist-info"
+    files = {
+        f"{name}/__init__.py": f"VERSION = {version!r}\n",
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = []
+    for path, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(text.encode())}")
+    files[f"{info}/RECORD"] = "\n".join([*record, f"{info}/RECORD,,"]) + "\n"
+    folder.mkdir(parents=True, exist_ok=True)
+    wheel = folder / f"{name}-{version}-py3-none-{platform}.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for path, text in files.items():
+            zf.writestr(path, text)
+    return wheel
+
+
+@needs_pip
+def test_install_from_assembled_parts_without_an_index(tmp_path):
+    make_wheel(tmp_path / "src" / "core", "whtest_alpha", "1.2.3")
+    make_wheel(tmp_path / "src" / "core", "whtest_beta", "0.4")
+    assert (
+        run("pack", tmp_path / "src" / "core", "--out", tmp_path / "house", "--part-size", "256K").returncode
+        == 0
+    )
+    assert run("assemble", tmp_path / "house" / "part-01", "--out", tmp_path / "wheels").returncode == 0
+    site = tmp_path / "site"
+    r = run("install", tmp_path / "wheels", "--target", site)
+    assert r.returncode == 0, r.stderr
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import whtest_alpha, whtest_beta; print(whtest_alpha.VERSION, whtest_beta.VERSION)",
+        ],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"},
+        timeout=60,
+    )
+    assert probe.stdout.split() == ["1.2.3", "0.4"], probe.stderr
+
+
+@needs_pip
+def test_install_refuses_a_damaged_wheel_and_a_newer_glibc(tmp_path):
+    make_wheel(tmp_path / "src" / "core", "whtest_gamma", "1.0", platform="manylinux_2_999_x86_64")
+    assert (
+        run("pack", tmp_path / "src" / "core", "--out", tmp_path / "house", "--part-size", "256K").returncode
+        == 0
+    )
+    assert run("assemble", tmp_path / "house" / "part-01", "--out", tmp_path / "wheels").returncode == 0
+    r = run("install", tmp_path / "wheels", "--target", tmp_path / "site")
+    assert r.returncode == 2 and "glibc 2.999" in r.stderr and r.stderr.count("\n") == 1
+    wheel = next((tmp_path / "wheels").glob("*.whl"))
+    wheel.write_bytes(wheel.read_bytes()[:-1])
+    r = run("install", tmp_path / "wheels", "--target", tmp_path / "site")
+    assert r.returncode == 2 and wheel.name in r.stderr and "damaged" in r.stderr
+    assert not (tmp_path / "site").exists()
