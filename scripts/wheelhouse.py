@@ -583,13 +583,18 @@ def build(args: argparse.Namespace) -> int:
     constraints = [f"torch=={args.torch}"] + ([ISAACLAB_SPEC] if args.isaaclab else [])
     with tempfile.TemporaryDirectory(prefix=".wheelhouse-", dir=out.parent) as tmp_name:
         tmp = Path(tmp_name)
-        everything = [r for reqs in groups.values() for r in reqs]
+        # torch is resolved too (and left out), so every other version is one that the target's
+        # torch accepts (e.g. torch 2.11.0 wants setuptools<82).
+        torch = f"torch=={args.torch}"
+        everything = [torch, *(r for reqs in groups.values() for r in reqs)]
         log(f"resolving {len(everything)} requirement(s) with {args.python} (a few minutes)")
         full = resolve(args.python, everything, constraints, tmp)
         pins = [f"{i['name']}=={i['version']}" for i in full]
         if args.isaaclab:
             # The core group alone, held to the versions of the whole resolution.
-            core_names = {i["name"] for i in resolve(args.python, groups["core"], constraints + pins, tmp)}
+            core_names = {
+                i["name"] for i in resolve(args.python, [torch, *groups["core"]], constraints + pins, tmp)
+            }
         else:
             core_names = {i["name"] for i in full}
         travel = [i for i in full if carried(i["name"], image)]
