@@ -1,0 +1,708 @@
+"""Carry this project's Python dependencies to a machine with no network, in parts of bounded size.
+
+    python3.12 scripts/wheelhouse.py build .wheelhouse --isaaclab        # here: resolve, download, split
+    python3 scripts/wheelhouse.py assemble part-01 part-02 ... --out wheels   # there: join, check sha256
+    python3 scripts/wheelhouse.py install wheels                          # there: pip install --no-index
+
+The target is a CUDA machine whose Python 3.12 already holds PyTorch and a large scientific stack
+(``IMAGE_PACKAGES``). ``build`` resolves the project's dependencies (``pyproject.toml``; with
+``--isaaclab`` also ``exts/meow_isaac``'s and Isaac Lab 3.0's) in a clean resolution of pip, keeps
+what the target lacks, downloads wheels for CPython 3.12 on manylinux x86-64 (a pure-Python
+package published only as an sdist is built into a ``py3-none-any`` wheel here), then splits every
+wheel into ``NAME.partNNN`` files of at most ``--part-size`` bytes and groups them into folders
+``part-01/``, ``part-02/``, ... of at most that size each, every one holding a copy of
+``manifest.json`` (names, sizes and sha256 of whole files and of parts) and of this script. The
+``core`` group (what ``meow`` needs: omegaconf, gymnasium, ...) comes first and alone in its
+folders; the ``isaaclab`` group follows. ``assemble`` joins the parts of every group it is given a
+part of, checks each part and each file against the manifest and stops at the first missing or
+damaged one; ``install`` installs the assembled wheels with ``pip --no-index --no-deps`` and runs
+``pip check``. ``pack`` splits an existing folder of files the same way (one group per folder).
+
+Standard library only: the same file runs here (Python 3.11+) and on the target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MANIFEST = "manifest.json"
+FORMAT = 1
+DEFAULT_PART_SIZE = "60M"
+DEFAULT_TORCH = "2.11.0"
+"""The target's PyTorch: pinned during resolution so every other package is chosen to work with it."""
+ISAACLAB_SPEC = "isaaclab==3.0.*"
+"""The Isaac Lab release the extension is tested with (``scripts/setup.sh`` installs the same)."""
+VIDEO_ONLY = frozenset({"moviepy"})
+"""Requirements that only record videos (and need sdists or ffmpeg); left out of the wheelhouse."""
+MAX_GLIBC_MINOR = 35
+"""Newest manylinux_2_N accepted. Isaac Lab 3.0 needs 2.35 (omniverseclient and open3d publish only
+manylinux_2_35 wheels); the core group needs no more than 2.28, as PyTorch 2.11 itself."""
+_LEGACY_MANYLINUX = {"manylinux1": 5, "manylinux2010": 12, "manylinux2014": 17}
+
+# The package names (PEP 503 normalized) of the GPU machine's Python at /opt/torch/.venv
+# (torch 2.11.0+cu130), as listed on 2026-11-17. They are resolved but not carried.
+_IMAGE_NAMES = """
+absl-py accelerate aiofiles aiohappyeyeballs aiohttp aiosignal annotated-doc anyio attrs botorch build
+certifi charset-normalizer chex click cloudpickle cmake colorama contourpy coverage cuda-bindings cuda-core
+cuda-pathfinder cuda-toolkit cupy-cuda13x cycler cython diffrax e3nn einops equinox etils execnet filelock
+flatbuffers flax fonttools formulaic frozenlist fsspec gpytorch grpcio h11 h5py hf-xet httpcore httpx
+huggingface-hub humanize hypothesis idna imageio iniconfig interface-meta jax jax-cuda13-pjrt
+jax-cuda13-plugin jaxlib jaxtyping jinja2 joblib kiwisolver lazy-loader lightning lightning-utilities
+linear-operator lineax llvmlite lxml markdown markdown-it-py markupsafe matplotlib mdurl meson ml-dtypes
+mpi4py mpmath msgpack multidict multipledispatch mypy-extensions nanobind narwhals networkx ninja numba
+numba-cuda numpy numpyro nvidia-cublas nvidia-cuda-cupti nvidia-cuda-nvrtc nvidia-cuda-runtime
+nvidia-cudnn-cu13 nvidia-cufft nvidia-cufile nvidia-curand nvidia-cusolver nvidia-cusparse
+nvidia-cusparselt-cu13 nvidia-ml-py nvidia-nccl-cu13 nvidia-nvjitlink nvidia-nvshmem-cu13 nvidia-nvtx onnx
+onnx-ir onnxruntime onnxscript opencv-python-headless optax opt-einsum opt-einsum-fx optimistix
+orbax-checkpoint packaging pandas pathspec patsy peft pillow pip pluggy portalocker prometheus-client
+propcache protobuf psutil pyarrow pybind11 py-cpuinfo pygments pyparsing pyproject-hooks pyre-extensions
+pytest pytest-benchmark pytest-cov pytest-mock pytest-timeout pytest-xdist python-dateutil
+pytorch-lightning pyyaml regex requests rich sacrebleu safetensors scikit-build-core scikit-image
+scikit-learn scipy seaborn sentencepiece sentence-transformers setuptools shellingham simplejson six
+sortedcontainers statsmodels sympy tabulate tensorboard tensorboard-data-server tensorstore threadpoolctl
+tifffile tiktoken timm tokenizers toolz torch torchaudio torchdiffeq torch-geometric torchmetrics
+torchvision tqdm transformers treescope triton typer typing-extensions typing-inspect urllib3 uvloop
+wadler-lindig werkzeug wheel wrapt xarray xxhash yarl zipp
+"""
+IMAGE_PACKAGES = frozenset(_IMAGE_NAMES.split())
+
+
+class WheelhouseError(Exception):
+    """A problem reported as one ``error:`` line and exit status 2."""
+
+
+def log(message: str) -> None:
+    """Progress on stderr, so stdout stays free for data."""
+    print(f"[wheelhouse] {message}", file=sys.stderr, flush=True)
+
+
+def normalize(name: str) -> str:
+    """PEP 503 form of a distribution name: ``Farama_Notifications`` -> ``farama-notifications``."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def requirement_name(requirement: str) -> str:
+    """The normalized distribution name at the start of a PEP 508 requirement string."""
+    match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
+    if match is None:
+        raise WheelhouseError(f"requirement {requirement!r} has no distribution name")
+    return normalize(match.group(1))
+
+
+def parse_size(text: str) -> int:
+    """Bytes of ``123``, ``64K``, ``60M``, ``60MiB`` or ``1G`` (binary units)."""
+    match = re.fullmatch(r"\s*(\d+)\s*([KMG]?)(?:i?B)?\s*", text, flags=re.IGNORECASE)
+    if match is None or int(match.group(1)) == 0:
+        raise WheelhouseError(
+            f"--part-size {text!r} is invalid; valid: a positive byte count, optionally with K, M or G "
+            "(binary units), e.g. 60M"
+        )
+    return int(match.group(1)) * 1024 ** " KMG".index(match.group(2).upper() or " ")
+
+
+def human(size: float) -> str:
+    """``61.9 MiB``-style size for progress lines and tables."""
+    for unit in ("B", "KiB", "MiB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.2f} GiB"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def wheel_glibc_minor(filename: str) -> int:
+    """Least glibc 2.N a wheel runs with, from its platform tags (0: pure Python or not Linux)."""
+    platform = filename.removesuffix(".whl").split("-")[-1]
+    minors = []
+    for tag in platform.split("."):
+        match = re.fullmatch(r"manylinux_2_(\d+)_\w+", tag)
+        legacy = _LEGACY_MANYLINUX.get(tag.split("_")[0])
+        if match:
+            minors.append(int(match.group(1)))
+        elif legacy is not None:
+            minors.append(legacy)
+        elif not tag.startswith("linux"):
+            minors.append(0)
+    return min(minors, default=0)
+
+
+def this_glibc_minor() -> int | None:
+    """glibc 2.N of this machine, or None when it is not a glibc system."""
+    try:
+        version = os.confstr("CS_GNU_LIBC_VERSION") or ""
+    except (AttributeError, ValueError, OSError):
+        return None
+    match = re.fullmatch(r"glibc 2\.(\d+).*", version)
+    return int(match.group(1)) if match else None
+
+
+# ----------------------------------------------------------------------------------------------
+# pack: files -> parts in folders of bounded size, with a manifest
+# ----------------------------------------------------------------------------------------------
+
+
+def _plan(
+    groups: dict[str, list[Path]], chunk: int, capacity: int
+) -> tuple[list[dict], dict[str, list[str]]]:
+    """File entries with their parts and the folder of each part, and each group's folders.
+
+    Every group starts a new folder, so the small ``core`` group can travel without the rest;
+    inside a group the parts are placed first-fit in decreasing size, which keeps the number of
+    folders near the minimum.
+    """
+    files: list[dict] = []
+    group_folders: dict[str, list[str]] = {}
+    folder_count = 0
+    for group, paths in groups.items():
+        entries = []
+        for path in sorted(paths, key=lambda p: p.name):
+            size = path.stat().st_size
+            n_parts = max(1, -(-size // chunk))
+            parts = [
+                {"name": f"{path.name}.part{i + 1:03d}", "size": min(chunk, size - i * chunk)}
+                for i in range(n_parts)
+            ]
+            entries.append({"name": path.name, "group": group, "size": size, "parts": parts, "_path": path})
+        bins: list[int] = []  # bytes used in each folder of this group
+        all_parts = [part for entry in entries for part in entry["parts"]]
+        for part in sorted(all_parts, key=lambda p: (-p["size"], p["name"])):
+            for index, used in enumerate(bins):
+                if used + part["size"] <= capacity:
+                    bins[index] += part["size"]
+                    break
+            else:
+                index = len(bins)
+                bins.append(part["size"])
+            part["folder"] = f"part-{folder_count + index + 1:02d}"
+        group_folders[group] = [f"part-{folder_count + i + 1:02d}" for i in range(len(bins))]
+        folder_count += len(bins)
+        files.extend(entries)
+    return files, group_folders
+
+
+def pack(groups: dict[str, list[Path]], out: Path, part_size: int, meta: dict | None = None) -> dict:
+    """Splits the files of each group into parts under ``out/part-NN/`` and returns the manifest.
+
+    Each folder holds its parts, ``manifest.json`` and a copy of this script, and is at most
+    ``part_size`` bytes in total. ``out`` must not exist yet; it appears only when complete.
+    """
+    if out.exists():
+        raise WheelhouseError(f"{out} already exists; valid: a path that does not exist yet")
+    names = [p.name for paths in groups.values() for p in paths]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise WheelhouseError(f"file name {duplicates[0]!r} appears in more than one group")
+    script_size = Path(__file__).stat().st_size
+    # The manifest's own size depends on the plan; grow the space kept for it until it fits.
+    reserve = 4096
+    while True:
+        capacity = part_size - script_size - reserve
+        if capacity < 1:
+            raise WheelhouseError(
+                f"--part-size {part_size} is too small: each folder also holds manifest.json and "
+                f"wheelhouse.py ({script_size + reserve} bytes); valid: more than that"
+            )
+        files, group_folders = _plan(groups, capacity, capacity)
+        manifest = {
+            "format": FORMAT,
+            "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "part_size": part_size,
+            **(meta or {}),
+            "groups": group_folders,
+            "files": [{k: v for k, v in f.items() if k != "_path"} for f in files],
+        }
+        text = json.dumps(manifest, indent=1)
+        # sha256 strings are added below: 64 characters + key per part and file.
+        n_hashes = len(files) + sum(len(f["parts"]) for f in files)
+        if len(text) + n_hashes * 90 + 200 <= reserve:
+            break
+        reserve = len(text) + n_hashes * 90 + 4096
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        for folder in (f for folders in group_folders.values() for f in folders):
+            (tmp / folder).mkdir()
+        for entry in files:
+            whole = hashlib.sha256()
+            with entry["_path"].open("rb") as src:
+                for part in entry["parts"]:
+                    data = src.read(part["size"])
+                    whole.update(data)
+                    part["sha256"] = hashlib.sha256(data).hexdigest()
+                    (tmp / part["folder"] / part["name"]).write_bytes(data)
+            entry["sha256"] = whole.hexdigest()
+            log(f"split {entry['name']} ({human(entry['size'])}) into {len(entry['parts'])} part(s)")
+        manifest["files"] = [{k: v for k, v in f.items() if k != "_path"} for f in files]
+        manifest["build"] = hashlib.sha256(
+            json.dumps([(f["name"], f["sha256"]) for f in manifest["files"]]).encode()
+        ).hexdigest()[:16]
+        text = json.dumps(manifest, indent=1) + "\n"
+        for folders in group_folders.values():
+            for folder in folders:
+                (tmp / folder / MANIFEST).write_text(text)
+                shutil.copyfile(__file__, tmp / folder / "wheelhouse.py")
+                total = sum(p.stat().st_size for p in (tmp / folder).iterdir())
+                if total > part_size:  # the reserve above makes this unreachable; keep the promise checked
+                    raise WheelhouseError(f"internal: folder {folder} is {total} bytes > {part_size}")
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
+
+
+# ----------------------------------------------------------------------------------------------
+# assemble: part folders -> whole files, checked against the manifest
+# ----------------------------------------------------------------------------------------------
+
+
+def _read_manifest(folder: Path) -> dict:
+    path = folder / MANIFEST
+    if not folder.is_dir():
+        raise WheelhouseError(f"{folder} is not a folder; valid: part folders written by build or pack")
+    if not path.is_file():
+        raise WheelhouseError(
+            f"{folder} holds no {MANIFEST}; valid: part folders written by 'build' or 'pack'"
+        )
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise WheelhouseError(f"{path} is damaged: {err}") from err
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or "build" not in manifest:
+        raise WheelhouseError(f"{path} is not a wheelhouse manifest of format {FORMAT}")
+    return manifest
+
+
+def assemble(sources: Sequence[Path], out: Path) -> dict:
+    """Joins the parts found in ``sources`` into whole files in ``out`` and returns the manifest.
+
+    Every group with at least one part among the sources must be complete; each part and each
+    joined file must match the manifest's size and sha256. Everything is checked before the
+    first file is written; a file already in ``out`` with the right sha256 is kept.
+    """
+    manifests = [_read_manifest(src) for src in sources]
+    manifest = manifests[0]
+    for src, other in zip(sources, manifests, strict=True):
+        if other["build"] != manifest["build"]:
+            raise WheelhouseError(
+                f"{src} belongs to build {other['build']}, {sources[0]} to build {manifest['build']}; "
+                "valid: folders of one build"
+            )
+    found: dict[str, Path] = {}
+    for src in sources:
+        for path in src.iterdir():
+            if re.search(r"\.part\d{3}$", path.name):
+                found.setdefault(path.name, path)
+    wanted_groups = [
+        g
+        for g in manifest["groups"]
+        if any(p["name"] in found for f in manifest["files"] if f["group"] == g for p in f["parts"])
+    ]
+    if not wanted_groups:
+        raise WheelhouseError(f"no parts of build {manifest['build']} in {', '.join(map(str, sources))}")
+    files = [f for f in manifest["files"] if f["group"] in wanted_groups]
+    for entry in files:
+        for part in entry["parts"]:
+            path = found.get(part["name"])
+            if path is None:
+                raise WheelhouseError(
+                    f"missing part {part['name']} (folder {part['folder']}, group {entry['group']}); "
+                    "valid: pass every folder of the groups to assemble"
+                )
+            if path.stat().st_size != part["size"]:
+                raise WheelhouseError(
+                    f"damaged part {path}: {path.stat().st_size} bytes, the manifest says {part['size']}"
+                )
+            if sha256_file(path) != part["sha256"]:
+                raise WheelhouseError(f"damaged part {path}: its sha256 differs from the manifest's")
+    existing = out / MANIFEST
+    if existing.is_file() and _read_manifest(out)["build"] != manifest["build"]:
+        raise WheelhouseError(f"{out} holds files of another build; valid: an empty or new folder")
+    keep = set()
+    for entry in files:
+        target = out / entry["name"]
+        if target.exists():
+            if not target.is_file() or sha256_file(target) != entry["sha256"]:
+                raise WheelhouseError(f"{target} exists with other content; valid: an empty or new folder")
+            keep.add(entry["name"])
+    out.mkdir(parents=True, exist_ok=True)
+    for entry in files:
+        if entry["name"] in keep:
+            log(f"{entry['name']} already assembled")
+            continue
+        tmp = out / f".{entry['name']}.tmp"
+        digest = hashlib.sha256()
+        with tmp.open("wb") as dst:
+            for part in entry["parts"]:
+                data = found[part["name"]].read_bytes()
+                digest.update(data)
+                dst.write(data)
+        if digest.hexdigest() != entry["sha256"]:
+            tmp.unlink()
+            raise WheelhouseError(f"joined {entry['name']} differs from the manifest's sha256")
+        os.replace(tmp, out / entry["name"])
+        log(f"assembled {entry['name']} ({human(entry['size'])}) from {len(entry['parts'])} part(s)")
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    log(f"{len(files)} file(s) of group(s) {', '.join(wanted_groups)} in {out}")
+    return manifest
+
+
+# ----------------------------------------------------------------------------------------------
+# install: assembled wheels -> the running Python (or a --target folder), offline
+# ----------------------------------------------------------------------------------------------
+
+
+def _installed(name: str) -> bool:
+    from importlib import metadata
+
+    try:
+        metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def install(folder: Path, target: Path | None) -> int:
+    """``pip install --no-index --no-deps`` of the folder's wheels into this Python or ``target``."""
+    if not folder.is_dir():
+        raise WheelhouseError(f"{folder} is not a folder; valid: the --out folder of 'assemble'")
+    manifest = _read_manifest(folder) if (folder / MANIFEST).is_file() else None
+    if manifest is None:
+        wheels = sorted(folder.glob("*.whl"))
+    else:
+        present = [f for f in manifest["files"] if (folder / f["name"]).is_file()]
+        groups = sorted({f["group"] for f in present}, key=list(manifest["groups"]).index)
+        wheels = []
+        for entry in manifest["files"]:
+            if entry["group"] not in groups:
+                continue
+            path = folder / entry["name"]
+            if not path.is_file():
+                raise WheelhouseError(f"{path} is missing (group {entry['group']}); run 'assemble' again")
+            if sha256_file(path) != entry["sha256"]:
+                raise WheelhouseError(f"{path} is damaged: its sha256 differs from the manifest's")
+            wheels.append(path)
+        expected = {n for g in groups for n in manifest.get("on_target", {}).get(g, {})}
+        missing = sorted(n for n in expected if not _installed(n))
+        if missing:
+            log(
+                f"note: {len(missing)} package(s) the wheels were resolved with are neither installed "
+                f"here nor carried: {', '.join(missing)}"
+            )
+    wheels = [w for w in wheels if w.name.endswith(".whl")]
+    if not wheels:
+        raise WheelhouseError(f"{folder} holds no wheels; valid: the --out folder of 'assemble'")
+    needs = max((wheel_glibc_minor(w.name) for w in wheels), default=0)
+    have = this_glibc_minor()
+    if have is not None and have < needs:
+        raise WheelhouseError(
+            f"these wheels need glibc 2.{needs} or newer and this machine has 2.{have}; valid: "
+            f"a folder built with --max-glibc {have}, or only the groups that fit"
+        )
+    log(f"installing {len(wheels)} wheel(s) from {folder} into {target or sys.prefix}")
+    command = [sys.executable, "-m", "pip", "install", "--isolated", "--disable-pip-version-check"]
+    command += ["--no-index", "--no-deps", "--find-links", str(folder)]
+    if target is not None:
+        command += ["--target", str(target)]
+    result = subprocess.run([*command, *map(str, wheels)])
+    if result.returncode != 0:
+        raise WheelhouseError(f"pip install exited with {result.returncode}; see pip's output above")
+    if target is None:
+        check = subprocess.run(
+            [sys.executable, "-m", "pip", "check", "--isolated", "--disable-pip-version-check"],
+            capture_output=True,
+            text=True,
+        )
+        # pip check exits 0 with "No broken requirements found." when all is well.
+        lines = [line for line in check.stdout.splitlines() if line.strip()] if check.returncode else []
+        mine = {normalize(w.name.split("-")[0]) for w in wheels}
+        relevant = [line for line in lines if normalize(line.split(" ")[0]) in mine]
+        for line in relevant:
+            log(f"pip check: {line}")
+        log(f"pip check: {len(relevant)} problem(s) of installed wheels ({len(lines)} in this Python)")
+    log("done")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# build: resolve, download and pack the project's dependencies for the target
+# ----------------------------------------------------------------------------------------------
+
+
+def platform_tags(max_glibc_minor: int = MAX_GLIBC_MINOR) -> list[str]:
+    """pip ``--platform`` values for manylinux x86-64 up to glibc 2.``max_glibc_minor``, and ``any``.
+
+    pip does not expand ``manylinux_2_28`` to older glibc versions itself, so every one is named.
+    """
+    tags = [f"manylinux_2_{minor}_x86_64" for minor in range(max_glibc_minor, 4, -1)]
+    return [*tags, "manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64", "any"]
+
+
+def project_requirements(isaaclab: bool) -> dict[str, list[str]]:
+    """``core``: meow's dependencies; ``isaaclab``: what ``exts/meow_isaac`` adds (without videos)."""
+    import tomllib
+
+    meow = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    core = [r for r in meow["dependencies"] if requirement_name(r) != "torch"]
+    groups = {"core": core}
+    if isaaclab:
+        ext = tomllib.loads((ROOT / "exts" / "meow_isaac" / "pyproject.toml").read_text())["project"]
+        extra: list[str] = []
+        for requirement in ext["dependencies"]:
+            name = requirement_name(requirement)
+            if name == "meow":
+                # meow[extra,...]: meow itself is the checkout; its extras' requirements are carried.
+                extras = re.search(r"\[([^\]]*)\]", requirement)
+                for key in extras.group(1).split(",") if extras else []:
+                    extra += meow["optional-dependencies"][key.strip()]
+            elif name not in VIDEO_ONLY:
+                extra.append(requirement)
+        groups["isaaclab"] = extra
+    return groups
+
+
+def _pip(python: str, args: list[str], what: str) -> None:
+    """Runs pip quietly; on failure raises with pip's own error line."""
+    result = subprocess.run(
+        [python, "-m", "pip", *args, "--disable-pip-version-check"], capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        lines = [line for line in (result.stderr + result.stdout).splitlines() if line.strip()]
+        errors = [line for line in lines if line.startswith("ERROR")] or lines[-1:] or ["(no output)"]
+        raise WheelhouseError(f"{what} failed: {errors[0]}")
+
+
+def resolve(python: str, requirements: list[str], constraints: list[str], work: Path) -> list[dict]:
+    """pip's resolution of ``requirements`` as for an empty Python: ``[{name, version, url}]``."""
+    report, cfile = work / "report.json", work / "constraints.txt"
+    cfile.write_text("".join(f"{c}\n" for c in constraints))
+    args = ["install", "--dry-run", "--ignore-installed", "--quiet", "--report", str(report)]
+    _pip(python, [*args, "-c", str(cfile), *requirements], "resolving the dependencies")
+    items = json.loads(report.read_text())["install"]
+    return [
+        {
+            "name": normalize(item["metadata"]["name"]),
+            "version": item["metadata"]["version"],
+            "url": item["download_info"]["url"],
+        }
+        for item in items
+    ]
+
+
+def carried(name: str, image: frozenset[str]) -> bool:
+    """Whether a resolved package travels: not PyTorch, not NVIDIA's, not already on the target."""
+    return not (name == "torch" or name.startswith("nvidia-") or name in image)
+
+
+def download(python: str, items: list[dict], dest: Path, max_glibc_minor: int) -> None:
+    """Wheels of ``items`` for CPython 3.12 manylinux x86-64; sdist-only pure-Python ones built here."""
+    dest.mkdir(parents=True, exist_ok=True)
+    wheels = [i for i in items if i["url"].endswith(".whl")]
+    sdists = [i for i in items if not i["url"].endswith(".whl")]
+    if wheels:
+        log(f"downloading {len(wheels)} wheel(s) into {dest.name}/")
+        args = ["download", "--quiet", "--no-deps", "--only-binary=:all:", "--dest", str(dest)]
+        args += ["--python-version", "3.12", "--implementation", "cp"]
+        for tag in platform_tags(max_glibc_minor):
+            args += ["--platform", tag]
+        _pip(python, [*args, *(f"{i['name']}=={i['version']}" for i in wheels)], "pip download")
+    for item in sdists:
+        spec = f"{item['name']}=={item['version']}"
+        log(f"{spec} is published as an sdist only: building its wheel")
+        before = set(dest.iterdir())
+        _pip(python, ["wheel", "--quiet", "--no-deps", "--wheel-dir", str(dest), spec], f"building {spec}")
+        built = [p for p in set(dest.iterdir()) - before if p.name.endswith(".whl")]
+        if len(built) != 1 or not built[0].name.endswith("-none-any.whl"):
+            raise WheelhouseError(
+                f"{spec} has no wheel for the target and its sdist does not build a pure-Python "
+                f"wheel ({', '.join(p.name for p in built) or 'none'})"
+            )
+
+
+def _read_names(path: Path) -> frozenset[str]:
+    """Names from a file of one name a line (``pip freeze``/``pip list`` lines work too)."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as err:
+        raise WheelhouseError(f"--have {path}: {err.strerror}") from err
+    names = set()
+    for line in lines:
+        line = line.strip()
+        if line and not line.startswith(("#", "Package", "---")):
+            names.add(requirement_name(line))
+    return frozenset(names)
+
+
+_PROBE = "import sys, platform; print(sys.version_info[:2] == (3, 12), platform.machine())"
+
+
+def build(args: argparse.Namespace) -> int:
+    """The ``build`` command: resolve, download, split into part folders."""
+    out = Path(args.dir).resolve()
+    part_size = parse_size(args.part_size)
+    if out.exists():
+        raise WheelhouseError(f"{args.dir} already exists; valid: a path that does not exist yet")
+    if not out.parent.is_dir():
+        raise WheelhouseError(f"{out.parent} is not a folder; valid: DIR inside an existing folder")
+    probe = subprocess.run(
+        [
+            args.python,
+            "-c",
+            "import sys, platform; print(sys.version_info[:2] == (3, 12), platform.machine())",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if probe.returncode != 0 or probe.stdout.split() != ["True", "x86_64"]:
+        raise WheelhouseError(
+            f"--python {args.python} is not CPython 3.12 on x86-64; valid: a python3.12 like the target's, "
+            "since pip resolves for the interpreter it runs in"
+        )
+    image = IMAGE_PACKAGES if args.have is None else _read_names(Path(args.have))
+    keep = {normalize(n) for n in args.keep}
+    image = frozenset(image - keep)
+    groups = project_requirements(args.isaaclab)
+    constraints = [f"torch=={args.torch}"] + ([ISAACLAB_SPEC] if args.isaaclab else [])
+    with tempfile.TemporaryDirectory(prefix=".wheelhouse-", dir=out.parent) as tmp_name:
+        tmp = Path(tmp_name)
+        # torch is resolved too (and left out), so every other version is one that the target's
+        # torch accepts (e.g. torch 2.11.0 wants setuptools<82).
+        torch = f"torch=={args.torch}"
+        everything = [torch, *(r for reqs in groups.values() for r in reqs)]
+        log(f"resolving {len(everything)} requirement(s) with {args.python} (a few minutes)")
+        full = resolve(args.python, everything, constraints, tmp)
+        pins = [f"{i['name']}=={i['version']}" for i in full]
+        if args.isaaclab:
+            # The core group alone, held to the versions of the whole resolution.
+            core_names = {
+                i["name"] for i in resolve(args.python, [torch, *groups["core"]], constraints + pins, tmp)
+            }
+        else:
+            core_names = {i["name"] for i in full}
+        travel = [i for i in full if carried(i["name"], image)]
+        # Per group, the resolved packages left to the target, for 'install' to look for.
+        on_target = {
+            group: {
+                i["name"]: i["version"]
+                for i in full
+                if not carried(i["name"], image) and (i["name"] in core_names) == (group == "core")
+            }
+            for group in groups
+        }
+        wheel_groups: dict[str, list[Path]] = {}
+        for group in groups:
+            items = [i for i in travel if (i["name"] in core_names) == (group == "core")]
+            download(args.python, items, tmp / group, args.max_glibc)
+            wheel_groups[group] = sorted((tmp / group).glob("*.whl"))
+        meta = {
+            "python": "3.12",
+            "platforms": platform_tags(args.max_glibc),
+            "requirements": groups,
+            "constraints": constraints,
+            "versions": {i["name"]: i["version"] for i in travel},
+            "on_target": on_target,
+        }
+        log(f"splitting into folders of at most {human(part_size)}")
+        manifest = pack(wheel_groups, out, part_size, meta)
+    print_summary(manifest)
+    return 0
+
+
+def print_summary(manifest: dict) -> None:
+    """Sizes per group, per folder and the largest files, on stdout."""
+    files = manifest["files"]
+    for group, folders in manifest["groups"].items():
+        mine = [f for f in files if f["group"] == group]
+        size = sum(f["size"] for f in mine)
+        glibc = max((wheel_glibc_minor(f["name"]) for f in mine), default=0)
+        where = f"folders {folders[0]}..{folders[-1]}" if len(folders) > 1 else f"folder {folders[0]}"
+        print(f"group {group}: {len(mine)} file(s), {human(size)} in {where}, needs glibc >= 2.{glibc}")
+    print(f"total: {len(files)} file(s), {human(sum(f['size'] for f in files))}")
+    for f in sorted(files, key=lambda f: -f["size"])[:10]:
+        print(f"  {human(f['size']):>10}  {f['name']}")
+
+
+# ----------------------------------------------------------------------------------------------
+# command line
+# ----------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    b = commands.add_parser("build", help="resolve, download and split the dependencies into DIR/part-NN/")
+    b.add_argument("dir", metavar="DIR", help="output folder (must not exist yet)")
+    b.add_argument("--isaaclab", action="store_true", help="also Isaac Lab 3.0 and meow_isaac's needs")
+    b.add_argument("--part-size", default=DEFAULT_PART_SIZE, help="largest part and folder (default 60M)")
+    b.add_argument("--python", default=sys.executable, help="CPython 3.12 that resolves (default: this one)")
+    b.add_argument("--torch", default=DEFAULT_TORCH, help="the target's torch version (default 2.11.0)")
+    b.add_argument("--have", help="file of package names the target has (default: the GPU image's list)")
+    b.add_argument("--keep", action="append", default=[], metavar="NAME", help="carry NAME even if present")
+    b.add_argument(
+        "--max-glibc",
+        type=int,
+        default=MAX_GLIBC_MINOR,
+        metavar="N",
+        help="newest manylinux_2_N accepted",
+    )
+    p = commands.add_parser("pack", help="split existing files (one group per folder) into OUT/part-NN/")
+    p.add_argument("sources", nargs="+", metavar="SRC", help="folders of files; each is a group")
+    p.add_argument("--out", required=True, help="output folder (must not exist yet)")
+    p.add_argument("--part-size", default=DEFAULT_PART_SIZE, help="largest part and folder (default 60M)")
+    a = commands.add_parser("assemble", help="join part folders into whole files, checking sha256")
+    a.add_argument("sources", nargs="+", metavar="SRC", help="part folders (part-01 ...)")
+    a.add_argument("--out", required=True, help="folder for the whole files")
+    i = commands.add_parser("install", help="pip install --no-index the wheels of an assembled folder")
+    i.add_argument("dir", metavar="DIR", help="the --out folder of assemble")
+    i.add_argument("--target", help="install into this folder instead of the running Python")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.command == "build":
+            return build(args)
+        if args.command == "pack":
+            groups: dict[str, list[Path]] = {}
+            for src in map(Path, args.sources):
+                if not src.is_dir():
+                    raise WheelhouseError(f"{src} is not a folder; valid: folders of files to split")
+                if src.name in groups:
+                    raise WheelhouseError(f"two sources are named {src.name!r}; valid: distinct folder names")
+                groups[src.name] = sorted(p for p in src.iterdir() if p.is_file())
+                if not groups[src.name]:
+                    raise WheelhouseError(f"{src} holds no files; valid: folders of files to split")
+            print_summary(pack(groups, Path(args.out).resolve(), parse_size(args.part_size)))
+            return 0
+        if args.command == "assemble":
+            assemble([Path(s) for s in args.sources], Path(args.out))
+            return 0
+        return install(Path(args.dir), Path(args.target) if args.target else None)
+    except WheelhouseError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
