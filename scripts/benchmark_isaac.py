@@ -104,7 +104,8 @@ def run_meow(args: argparse.Namespace, work: Path) -> float:
 
 
 def _isaaclab_cli() -> str:
-    from meow.baselines import BaselineError, isaaclab_cli
+    from meow.baselines import BaselineError
+    from meow_isaac.baselines import isaaclab_cli
 
     try:
         return isaaclab_cli()
