@@ -70,26 +70,6 @@ def test_importing_every_core_module_loads_no_extension():
     assert out.stdout.strip() == "[]"
 
 
-@pytest.fixture
-def toysim(tmp_path, monkeypatch):
-    """Installs the ``toysim`` kind the way a package would: a dist-info with an entry point."""
-    import toysim_meow
-
-    dist = tmp_path / "site" / "toysim_meow-0.1.dist-info"
-    dist.mkdir(parents=True)
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toysim-meow\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[meow.envs]\ntoysim = toysim_meow:ToySimKind\n")
-    tasks = tmp_path / "toysim_tasks"
-    tasks.mkdir()
-    (tasks / "toysim.yaml").write_text(toysim_meow.TASK_FILE)
-    monkeypatch.setattr(toysim_meow.ToySimKind, "task_dir", tasks)
-    monkeypatch.syspath_prepend(str(tmp_path / "site"))
-    from meow.envs import registry
-
-    monkeypatch.setattr(registry, "_loaded", {})
-    return tmp_path
-
-
 def test_an_installed_package_adds_an_env_kind_and_its_tasks(toysim):
     from meow.config import load_config
     from meow.envs import kind_names, make_env_from_config

@@ -9,6 +9,7 @@ other Python object (a crafted pickle that would run code) is refused before any
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,10 @@ def safe_load(path: str | Path, map_location: str | torch.device = "cpu", mmap: 
     ``mmap``: map the tensors' bytes from the file instead of reading them into memory first.
     """
     try:
-        with torch.serialization.safe_globals(_numpy_globals()):
+        # torch warns (several lines) about pickle protocols it did not write; the file is refused
+        # or read all the same, so the warning tells the user nothing.
+        with warnings.catch_warnings(), torch.serialization.safe_globals(_numpy_globals()):
+            warnings.simplefilter("ignore", UserWarning)
             return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as err:
         text = " ".join(str(err).split())

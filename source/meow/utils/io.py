@@ -25,7 +25,15 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            writer = _ErrorKeepingWriter(f)
+            try:
+                torch.save(obj, writer)
+            except RuntimeError:
+                # torch reports a failed write as an opaque RuntimeError; the OS's reason
+                # (e.g. "No space left on device") is the useful one.
+                if writer.error is not None:
+                    raise writer.error from None
+                raise
             f.flush()
             # Without fsync a power loss after the rename can leave an empty file under the name.
             os.fsync(f.fileno())
@@ -34,6 +42,24 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+class _ErrorKeepingWriter:
+    """A binary file's ``write``/``flush`` that remembers the first OSError it raised."""
+
+    def __init__(self, f) -> None:
+        self._f = f
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        try:
+            return self._f.write(data)
+        except OSError as err:
+            self.error = self.error or err
+            raise
+
+    def flush(self) -> None:
+        self._f.flush()
 
 
 def _fsync_dir(directory: Path) -> None:
