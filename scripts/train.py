@@ -146,11 +146,19 @@ def prepare(args):
     from meow.config import ConfigError, config_from_checkpoint, find_task, load_config
     from meow.envs import get_kind, make_env_from_config
     from meow.runners import CheckpointError, OffPolicyRunner, read_checkpoint
+    from meow.runners.checkpoint import unfinished_saves
     from meow.utils.io import check_creatable_dir
 
     ckpt = None
     if args.resume:
         ckpt = read_checkpoint(args.resume)
+        stale = unfinished_saves(Path(ckpt["path"]).parent)
+        if stale:
+            mib = sum(p.stat().st_size for p in stale) / 2**20
+            print(
+                f"[meow] note: {Path(ckpt['path']).parent} holds {len(stale)} unfinished save(s) of an "
+                f"interrupted run (.*.tmp, {mib:.1f} MiB); they are never read and can be deleted"
+            )
         cfg = config_from_checkpoint(ckpt["config"], args.overrides)
         if args.task and find_task(args.task) != find_task(cfg.env.id):
             raise CheckpointError(f"{ckpt['path']} is a {cfg.env.id} run, not --task {args.task}")

@@ -97,6 +97,11 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return ckpt
 
 
+def unfinished_saves(run_dir: Path) -> list[Path]:
+    """Temporary files that saves killed midway left in ``run_dir`` (never read; safe to delete)."""
+    return sorted(run_dir.glob(".*.pt.*.tmp"))
+
+
 def prune_checkpoints(run_dir: Path, keep: int) -> list[Path]:
     """Deletes all but the newest ``keep`` checkpoints of a run (``keep=0``: none); returns the deleted."""
     if keep <= 0:
