@@ -100,13 +100,14 @@ def play_rl_games(cfg, checkpoint: str, episodes: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from meow.config import ConfigError, config_from_checkpoint
+    from meow.config import ConfigError, check_device, config_from_checkpoint
     from meow.envs import EnvKindError, get_kind, make_env_from_config
     from meow.export import DeterministicPolicy, export_onnx, export_torchscript
     from meow.runners import CheckpointError, OffPolicyRunner, read_checkpoint
 
     env = None
     try:
+        check_device(args.device)
         ckpt = read_checkpoint(args.checkpoint, map_location=args.device)
         run_dir = Path(ckpt["path"]).parent
         overrides = [f"device={args.device}", f"seed={args.seed}", "runner.progress=false"]

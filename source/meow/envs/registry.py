@@ -112,7 +112,7 @@ class GymnasiumKind(EnvKind):
         _no_extras(self.name, sim_overrides, video)
         from meow.envs.gymnasium_env import GymnasiumVecEnv
 
-        return GymnasiumVecEnv(env_id, num_envs, device, render_mode=render_mode, **kwargs)
+        return _construct(GymnasiumVecEnv, env_id, kwargs, env_id, num_envs, device, render_mode=render_mode)
 
     def run_baseline(self, algo, cfg, max_iterations):
         from datetime import datetime
@@ -136,7 +136,19 @@ class MultiGoalKind(EnvKind):
         _no_extras(self.name, sim_overrides, video)
         from meow.envs.multigoal import MultiGoalEnv
 
-        return MultiGoalEnv(num_envs, device, **kwargs)
+        return _construct(MultiGoalEnv, env_id, kwargs, num_envs, device)
+
+
+def _construct(cls: type, env_id: str, kwargs: dict[str, Any], *args: Any, **named: Any) -> VecEnv:
+    """``cls(*args, **named, **kwargs)``; a keyword the environment does not take is a one-line error."""
+    try:
+        return cls(*args, **named, **kwargs)
+    except TypeError as err:
+        if "keyword argument" not in str(err):
+            raise
+        raise EnvKindError(
+            f"env.kwargs={kwargs} is invalid for {env_id}: {err}; valid: arguments its constructor takes"
+        ) from None
 
 
 def _no_extras(kind: str, sim_overrides: Sequence[str], video: dict | None) -> None:

@@ -57,7 +57,7 @@ def safe_load(path: str | Path, map_location: str | torch.device = "cpu", mmap: 
         detail = re.search(r"WeightsUnpickler error: (.*?)(?: Check the documentation|$)", text)
         if detail is not None:  # torch's advice to retry with weights_only=False is not taken here
             text = detail.group(1)
-        elif "central directory" in text or isinstance(err, EOFError):
+        elif "PytorchStreamReader" in text or isinstance(err, EOFError):
             text = "the file is truncated or damaged"
         raise CheckpointError(f"cannot read checkpoint {path}: {type(err).__name__}: {text[:160]}") from None
 
