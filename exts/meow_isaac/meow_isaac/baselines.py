@@ -47,7 +47,7 @@ def train_isaaclab_baseline(algo: str, cfg, max_iterations: int | None, cwd: Pat
     task, n = cfg.env.id, cfg.env.num_envs
     library = {"ppo": "rsl_rl", "sac": "rl_games"}[algo]
     cmd = [isaaclab_cli(), "train", "--rl_library", library, "--task", task, "--num_envs", str(n)]
-    cmd += ["--device", cfg.device, "--seed", str(cfg.seed), *cfg.env.isaaclab_overrides]
+    cmd += ["--device", cfg.device, "--seed", str(cfg.seed), *cfg.env.sim_overrides]
     if algo == "ppo":
         steps_per_iteration = load_cfg_from_registry(task, "rsl_rl_cfg_entry_point").num_steps_per_env * n
         cmd += [f"agent.device={cfg.device}"]
