@@ -27,31 +27,32 @@ import sys
 import tempfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "source"))
+
+from meow.utils.cli import ArgumentParser, at_least
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", default="Isaac-Ant", help="an Isaac task id with a MEow task file")
-    parser.add_argument("--num_envs", type=int, default=64)
+    parser.add_argument("--num_envs", type=at_least(1), default=64)
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
-        "--meow_iterations", type=int, default=150, help="MEow vectorized steps measured after warm-up"
+        "--meow_iterations",
+        type=at_least(1),
+        default=150,
+        help="MEow vectorized steps measured after warm-up",
     )
-    parser.add_argument("--ppo_iterations", type=int, default=8, help="rsl_rl PPO iterations")
-    parser.add_argument("--repeats", type=int, default=1, help="alternating rounds of both")
+    parser.add_argument("--ppo_iterations", type=at_least(1), default=8, help="rsl_rl PPO iterations")
+    parser.add_argument("--repeats", type=at_least(1), default=1, help="alternating rounds of both")
     parser.add_argument(
         "--against", choices=("ppo", "rl_games"), default="ppo", help="rsl_rl PPO, or MEow through rl-games"
     )
     parser.add_argument("--out", help="also write the results as JSON to this file")
     parser.add_argument("overrides", nargs="*", help="extra MEow settings, key=value")
-    args = parser.parse_args(argv)
-    for name in ("num_envs", "meow_iterations", "ppo_iterations", "repeats"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name} {getattr(args, name)} is invalid; valid: an integer >= 1")
-    return args
+    return parser.parse_args(argv)
 
 
 def _scalars(log_dir: Path, tag: str) -> list[tuple[int, float]]:
@@ -104,7 +105,8 @@ def run_meow(args: argparse.Namespace, work: Path) -> float:
 
 
 def _isaaclab_cli() -> str:
-    from meow.baselines import BaselineError, isaaclab_cli
+    from meow.baselines import BaselineError
+    from meow_isaac.baselines import isaaclab_cli
 
     try:
         return isaaclab_cli()
@@ -150,7 +152,6 @@ def run_ppo(args: argparse.Namespace, work: Path) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    sys.path.insert(0, str(ROOT / "source"))
     from meow.config import ConfigError
 
     other_name, run_other = {
@@ -159,6 +160,17 @@ def main(argv: list[str] | None = None) -> int:
     }[args.against]
     results = []
     try:
+        # Every setting is checked here, before the first of the training processes starts.
+        from meow.config import check_device, load_config
+
+        check_device(args.device)
+        cfg = load_config(args.task, [*args.overrides, f"env.num_envs={args.num_envs}"])
+        if cfg.env.kind != "isaaclab":
+            raise ConfigError(f"--task {args.task} is invalid; valid: an Isaac task (e.g. Isaac-Ant)")
+        if args.out is not None:
+            from meow.utils.io import check_creatable_dir
+
+            check_creatable_dir(Path(args.out).parent, "--out's folder")
         for r in range(args.repeats):
             with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
                 meow = run_meow(args, Path(a))
@@ -169,8 +181,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{other_name} {other:,.0f} env-steps/s, ratio {meow / other:.2f}",
                 flush=True,
             )
-    except (ConfigError, RuntimeError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (ConfigError, ValueError, RuntimeError) as err:
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     ratio = statistics.median(r["ratio"] for r in results)
     print(

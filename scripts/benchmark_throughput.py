@@ -32,29 +32,37 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "source"))
 
 import torch
 
+from meow.utils.cli import ArgumentParser, at_least
+
 MEOW, MEOW_COMPILED, SB3 = "MEow (ours)", "MEow (ours, compiled)", "SB3 SAC"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", default="Hopper-v5", help="Gymnasium task id or alias (see tasks/)")
-    parser.add_argument("--steps", type=int, default=3000, help="timed learning env steps per measurement")
-    parser.add_argument("--warmup", type=int, default=1000, help="random-action env steps before learning")
-    parser.add_argument("--burnin", type=int, default=250, help="untimed learning steps after the warm-up")
-    parser.add_argument("--threads", type=int, help="torch intra-op threads for both (default: torch's)")
-    parser.add_argument("--repeats", type=int, default=1, help="rounds of alternating measurements")
+    parser.add_argument(
+        "--steps", type=at_least(1), default=3000, help="timed learning env steps per measurement"
+    )
+    parser.add_argument(
+        "--warmup", type=at_least(0), default=1000, help="random-action env steps before learning"
+    )
+    parser.add_argument(
+        "--burnin", type=at_least(0), default=250, help="untimed learning steps after the warm-up"
+    )
+    parser.add_argument(
+        "--threads", type=at_least(1), help="torch intra-op threads for both (default: torch's)"
+    )
+    parser.add_argument("--repeats", type=at_least(1), default=1, help="rounds of alternating measurements")
     parser.add_argument("--compile", action="store_true", help="also time MEow with algo.capture=compile")
     parser.add_argument("--out", type=Path, help="write the results to this JSON file")
     args = parser.parse_args(argv)
-    for flag in ("steps", "repeats", "threads"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            parser.error(f"--{flag} {value} is invalid; valid: an integer >= 1")
-    for flag in ("warmup", "burnin"):
-        if getattr(args, flag) < 0:
-            parser.error(f"--{flag} {getattr(args, flag)} is invalid; valid: an integer >= 0")
+    if args.out is not None:
+        from meow.utils.io import check_creatable_dir
+
+        try:
+            check_creatable_dir(args.out.parent, "--out's folder")
+        except ValueError as err:
+            parser.error(str(err))
     if args.warmup + args.burnin < 256:
         parser.error("--warmup + --burnin must be at least 256 (one batch) so timing starts mid-learning")
     return args
@@ -186,6 +194,16 @@ def print_table(info: dict, results: dict[str, dict]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from meow.config import ConfigError, load_config
+
+    try:
+        if load_config(args.task).env.kind != "gymnasium":
+            raise ConfigError(
+                f"--task {args.task} is invalid; valid: a Gymnasium task (SB3 SAC runs on those)"
+            )
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     try:
         import stable_baselines3
     except ImportError:
@@ -194,13 +212,6 @@ def main(argv: list[str] | None = None) -> int:
             "(or pip install -e '.[baselines]')",
             file=sys.stderr,
         )
-        return 2
-    from meow.config import ConfigError, load_config
-
-    try:
-        load_config(args.task)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
         return 2
     args.threads = args.threads or torch.get_num_threads()
     contenders = {MEOW: lambda: time_meow(args, False), SB3: lambda: time_sb3(args)}

@@ -21,6 +21,10 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "source"))
+
+from meow.utils.cli import ArgumentParser, at_least
+
 _TIME_UNITS = ((120, "seconds", 1.0), (7200, "minutes", 1 / 60), (math.inf, "hours", 1 / 3600))
 
 DEFAULT_TAGS = ("eval/return_mean", "charts/episodic_return")
@@ -36,24 +40,26 @@ class Curve(NamedTuple):
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", metavar="[LABEL=]PATTERN", help="run directories or globs of them")
     parser.add_argument(
         "--tag", help=f"scalar to plot (default: the first of {', '.join(DEFAULT_TAGS)} a run has)"
     )
     parser.add_argument("--out", default="compare.png", help="PNG file to write (default compare.png)")
     parser.add_argument("--confidence", type=float, default=0.95, help="confidence level of the band")
-    parser.add_argument("--points", type=int, default=200, help="grid points per curve")
+    parser.add_argument("--points", type=at_least(2), default=200, help="grid points per curve")
     parser.add_argument("--title", help="figure title")
     args = parser.parse_args(argv)
     if not 0 < args.confidence < 1:
         parser.error(f"--confidence {args.confidence} is invalid; valid: a number in (0, 1)")
-    if args.points < 2:
-        parser.error(f"--points {args.points} is invalid; valid: an integer >= 2")
     if Path(args.out).suffix.lower() != ".png":
         parser.error(f"--out {args.out} is invalid; valid: a path ending in .png")
+    from meow.utils.io import check_creatable_dir
+
+    try:
+        check_creatable_dir(Path(args.out).parent, "--out's folder")
+    except ValueError as err:
+        parser.error(str(err))
     return args
 
 

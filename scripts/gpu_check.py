@@ -51,7 +51,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--skip_isaac", action="store_true", help="no Isaac Lab benchmark even where it imports"
     )
-    parser.add_argument("--num_envs", type=int, default=4096, help="pipeline and Isaac benchmark env count")
+    parser.add_argument(
+        "--num_envs", type=at_least(1), default=4096, help="pipeline and Isaac benchmark env count"
+    )
     return parser.parse_args(argv)
 
 

@@ -18,14 +18,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "source"))
 
+from meow.utils.cli import ArgumentParser, at_least
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", help="checkpoint file (model_<step>.pt) or run directory")
-    parser.add_argument("--episodes", type=int, default=10, help="evaluation episodes (one env each)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the evaluation episodes")
+    parser.add_argument("--episodes", type=at_least(1), default=10, help="evaluation episodes (one env each)")
+    parser.add_argument("--seed", type=at_least(0), default=0, help="seed of the evaluation episodes")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument(
         "--video", action="store_true", help="record the first episode as MP4 (needs imageio-ffmpeg)"
@@ -42,10 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--headless", action="store_true", help="accepted for Isaac Lab habits; play is always headless"
     )
-    args = parser.parse_args(argv)
-    if args.episodes < 1:
-        parser.error(f"--episodes {args.episodes} is invalid; valid: an integer >= 1")
-    return args
+    return parser.parse_args(argv)
 
 
 def record_video(
@@ -103,27 +100,30 @@ def play_rl_games(cfg, checkpoint: str, episodes: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from meow.config import ConfigError, config_from_checkpoint
-    from meow.envs import make_env_from_config
+    from meow.config import ConfigError, check_device, config_from_checkpoint
+    from meow.envs import EnvKindError, get_kind, make_env_from_config
     from meow.export import DeterministicPolicy, export_onnx, export_torchscript
     from meow.runners import CheckpointError, OffPolicyRunner, read_checkpoint
 
     env = None
     try:
+        check_device(args.device)
         ckpt = read_checkpoint(args.checkpoint, map_location=args.device)
         run_dir = Path(ckpt["path"]).parent
         overrides = [f"device={args.device}", f"seed={args.seed}", "runner.progress=false"]
-        isaac = ckpt["config"]["env"]["kind"] == "isaaclab"
-        if not isaac:
+        kind = get_kind(ckpt["config"]["env"]["kind"])
+        # Kinds with one simulation per process evaluate in the environment they create (and
+        # record video through it); the others get evaluation envs and record with record_video.
+        in_env = not kind.eval_envs_allowed
+        if not in_env:
             overrides.append(f"env.eval_envs={args.episodes}")
         cfg = config_from_checkpoint(ckpt["config"], overrides)
         if args.runner == "rl_games":
             if args.video or args.export:
                 raise ConfigError("--video and --export belong to the core runner; drop --runner rl_games")
             return play_rl_games(cfg, ckpt["path"], args.episodes)
-        # Isaac Lab runs one simulation per process: the evaluation envs also record the video.
         video = None
-        if isaac and args.video:
+        if in_env and args.video and kind.training_video:
             video = {"dir": run_dir, "subdir": "play", "interval": 10**9, "length": 10_000}
         env = make_env_from_config(cfg, args.episodes, video=video)
         # The runner rebuilds the networks exactly as trained; a one-transition buffer is enough here.
@@ -131,10 +131,18 @@ def main(argv: list[str] | None = None) -> int:
         cfg.algo.batch_size = 1
         runner = OffPolicyRunner(cfg, env, eval_env=env)
         runner.alg.load_state_dict(ckpt["learner"])
-    except (ConfigError, CheckpointError, ValueError, RuntimeError, ImportError, FileNotFoundError) as err:
+    except (
+        ConfigError,
+        CheckpointError,
+        EnvKindError,
+        ValueError,
+        RuntimeError,
+        ImportError,
+        FileNotFoundError,
+    ) as err:
         if env is not None:
             env.close()
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     mean, std = runner.evaluate()
     print(
@@ -156,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[meow] exported ONNX policy to {path}")
         except RuntimeError as err:
             print(f"warning: {err}; skipped the ONNX export", file=sys.stderr)
-    if isaac and args.video:
+    if video is not None:
         print(f"[meow] video clips written to {run_dir / 'videos' / 'play'}")
     elif args.video:
         try:

@@ -42,7 +42,9 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 
 if [ -n "$UV" ]; then
-    INSTALL=($UV pip install -q --python "$VENV/bin/python")
+    # Rebuild the two editable packages every time: their entry points (meow.envs,
+    # isaaclab.tasks) live in the installed metadata, which an unchanged version would keep.
+    INSTALL=($UV pip install -q --python "$VENV/bin/python" --reinstall-package meow --reinstall-package meow-isaac)
 else
     "$VENV/bin/python" -m pip install -q --upgrade pip
     INSTALL=("$VENV/bin/python" -m pip install -q)
@@ -60,4 +62,5 @@ echo "[setup] installing ${PACKAGES[*]} into $VENV"
 "$VENV/bin/python" -c "import meow, torch, gymnasium, mujoco; print(f'[setup] ok: meow {meow.__version__}, torch {torch.__version__}, gymnasium {gymnasium.__version__}, mujoco {mujoco.__version__}')"
 if [[ " ${PACKAGES[*]} " == *" exts/meow_isaac "* ]]; then
     "$VENV/bin/python" -c "from importlib.metadata import version; import meow_isaac; print(f'[setup] ok: isaaclab {version(\"isaaclab\")}, meow_isaac {meow_isaac.__version__}')"
+    "$VENV/bin/python" -c "from meow.envs import get_kind; get_kind('isaaclab'); print('[setup] ok: env kind isaaclab (entry point meow.envs)')"
 fi

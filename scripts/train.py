@@ -5,10 +5,10 @@
     python scripts/train.py --resume logs/meow/Hopper-v5/<timestamp> runner.total_steps=2000000
     ./isaaclab.sh -p scripts/train.py --task Isaac-Ant-v0 --algo meow --headless --num_envs 4096
 
-Settings come from config/meow.yaml, then tasks/<task>.yaml, then the key=value overrides.
-Isaac tasks also take Isaac Lab's overrides: physics=newton_mjwarp | physx, presets=...,
-env.<Isaac Lab env cfg key>=value (e.g. env.episode_length_s=10); agent.<key>=value is the
-same as <key>=value (e.g. agent.algo.lr=3e-4).
+Settings come from config/meow.yaml, then the task file, then the key=value overrides. An env
+kind may take overrides of its own (Isaac tasks: physics=newton_mjwarp | physx, presets=...,
+env.<Isaac Lab env cfg key>=value such as env.episode_length_s=10; agent.<key>=value is the same
+as <key>=value, e.g. agent.algo.lr=3e-4).
 """
 
 from __future__ import annotations
@@ -21,16 +21,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "source"))
 
+from meow.utils.cli import ArgumentParser, at_least
+
 ALGOS = ("meow", "sac", "ppo")
 RUNNERS = ("core", "rl_games")
-ISAACLAB_KEYS = ("physics", "presets")
-"""Top-level override keys that belong to Isaac Lab's config resolution, not to MEow's."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", help="task id or alias, e.g. Hopper-v5 (see tasks/)")
     parser.add_argument(
         "--algo",
@@ -46,26 +44,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--resume", metavar="PATH", help="checkpoint file or run directory to continue from")
     parser.add_argument("--checkpoint", metavar="PATH", help="same as --resume (Isaac Lab's name)")
-    parser.add_argument("--seed", type=int, help="shorthand for seed=N")
+    parser.add_argument("--seed", type=at_least(0), help="shorthand for seed=N")
     parser.add_argument("--device", help="shorthand for device=DEV (cpu, cuda, cuda:N)")
-    parser.add_argument("--num_envs", type=int, help="shorthand for env.num_envs=N")
-    parser.add_argument("--total_steps", type=int, help="shorthand for runner.total_steps=N")
+    parser.add_argument("--num_envs", type=at_least(1), help="shorthand for env.num_envs=N")
+    parser.add_argument("--total_steps", type=at_least(1), help="shorthand for runner.total_steps=N")
     parser.add_argument(
         "--max_iterations",
-        type=int,
+        type=at_least(1),
         help="train for N vectorized steps (runner.total_steps = N x env.num_envs)",
     )
-    isaac = parser.add_argument_group("Isaac Lab tasks")
-    isaac.add_argument(
+    video = parser.add_argument_group("env kinds that record training video (Isaac Lab tasks)")
+    video.add_argument(
         "--headless",
         action="store_true",
         help="run without a viewer (always the case for kit-less Newton; accepted for Isaac Lab habits)",
     )
-    isaac.add_argument(
+    video.add_argument(
         "--video", action="store_true", help="record training clips to <run>/videos/train (needs a viewer)"
     )
-    isaac.add_argument("--video_length", type=int, default=200, help="steps per recorded video")
-    isaac.add_argument("--video_interval", type=int, default=2000, help="vectorized steps between videos")
+    video.add_argument("--video_length", type=at_least(1), default=200, help="steps per recorded video")
+    video.add_argument(
+        "--video_interval", type=at_least(1), default=2000, help="vectorized steps between videos"
+    )
     parser.add_argument(
         "overrides", nargs="*", metavar="key=value", help="config overrides, e.g. algo.lr=3e-4"
     )
@@ -79,10 +79,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.resume = args.checkpoint
     if not args.task and not args.resume:
         parser.error("give --task (a new run) or --resume (continue a run)")
-    for name in ("max_iterations", "video_length", "video_interval"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            parser.error(f"--{name} {value} is invalid; valid: an integer >= 1")
     for flag, key in (
         ("seed", "seed"),
         ("device", "device"),
@@ -91,31 +87,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ):
         if getattr(args, flag) is not None:
             args.overrides.append(f"{key}={getattr(args, flag)}")
-    args.overrides, args.isaaclab_overrides = split_overrides(args.overrides)
     return args
-
-
-def split_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
-    """Separates MEow's ``key=value`` overrides from those meant for Isaac Lab's env config.
-
-    ``agent.<key>`` is MEow's ``<key>``; ``physics``, ``presets`` and ``env.<key>`` where ``<key>``
-    is not one of MEow's env settings go to Isaac Lab.
-    """
-    from meow.config import EnvConfig
-
-    ours, isaac = [], []
-    env_keys = set(EnvConfig.__dataclass_fields__)
-    for item in overrides:
-        key = item.split("=", 1)[0].strip()
-        if key.startswith("agent."):
-            ours.append(item[len("agent.") :])
-        elif key in ISAACLAB_KEYS or (
-            key.startswith("env.") and "=" in item and key.split(".")[1] not in env_keys
-        ):
-            isaac.append(item)
-        else:
-            ours.append(item)
-    return ours, isaac
 
 
 def _raise_interrupt(signum, frame) -> None:
@@ -131,50 +103,19 @@ def new_run_dir(cfg) -> Path:
     return path
 
 
-def apply_isaaclab_overrides(cfg, isaaclab_overrides: list[str]) -> None:
-    """Adds Isaac Lab overrides (and the default physics preset) to ``cfg.env.isaaclab_overrides``."""
-    from meow.config import ConfigError, validate
-
-    if cfg.env.kind != "isaaclab":
-        if isaaclab_overrides:
-            raise ConfigError(
-                f"override '{isaaclab_overrides[0]}' is for Isaac Lab tasks; {cfg.env.id} is a "
-                f"{cfg.env.kind} task (its env settings: env.num_envs, env.eval_envs, env.kwargs.*)"
-            )
-        return
-    from meow_isaac.env import with_default_physics
-
-    cfg.env.isaaclab_overrides = with_default_physics([*cfg.env.isaaclab_overrides, *isaaclab_overrides])
-    validate(cfg)
-
-
-def write_params(run_dir: Path, cfg, env) -> None:
-    """Isaac Lab's layout: ``params/env.yaml`` (the env config) and ``params/agent.yaml`` (MEow's)."""
-    from isaaclab.utils.io import dump_yaml
-    from omegaconf import OmegaConf
-
-    (run_dir / "params").mkdir(parents=True, exist_ok=True)
-    dump_yaml(str(run_dir / "params" / "env.yaml"), env.env_cfg)
-    OmegaConf.save(cfg, run_dir / "params" / "agent.yaml", resolve=True)
-
-
 def train_rl_games(cfg, ckpt: dict | None) -> int:
     """Trains MEow as an rl-games algorithm: rl-games' Runner and observer, its log layout
     ``<log_dir>/rl_games/<task>/<timestamp>/{nn,summaries}``; the learner is the same."""
     from rl_games.common.algo_observer import DefaultAlgoObserver
     from rl_games.torch_runner import Runner
 
-    from meow.envs import make_env_from_config
+    from meow.envs import get_kind, make_env_from_config
     from meow.integrations.rl_games import register_algorithm, register_env, rl_games_params
 
     if cfg.env.eval_envs > 0:
         print("[meow] --runner rl_games does not run evaluation episodes; scripts/play.py does")
         cfg.env.eval_envs = 0
-    observer = DefaultAlgoObserver()
-    if cfg.env.kind == "isaaclab":
-        from isaaclab_rl.rl_games import IsaacAlgoObserver
-
-        observer = IsaacAlgoObserver()
+    observer = get_kind(cfg.env.kind).rl_games_observer() or DefaultAlgoObserver()
     register_env("meow", lambda **_: make_env_from_config(cfg, cfg.env.num_envs))
     train_dir = Path(cfg.runner.log_dir) / "rl_games" / cfg.env.id
     experiment = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
@@ -196,49 +137,65 @@ def train_rl_games(cfg, ckpt: dict | None) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    from meow.baselines import BaselineError
-    from meow.config import ConfigError, config_from_checkpoint, find_task, load_config
-    from meow.envs import make_env_from_config
-    from meow.runners import CheckpointError, OffPolicyRunner, read_checkpoint
+def prepare(args):
+    """Everything before training starts; a bad input raises ConfigError, CheckpointError, ...
 
+    Returns ``(cfg, env, eval_env, runner, run_dir)``, or the exit status when a baseline or the
+    rl-games runner ran instead.
+    """
+    from meow.config import ConfigError, config_from_checkpoint, find_task, load_config
+    from meow.envs import get_kind, make_env_from_config
+    from meow.runners import CheckpointError, OffPolicyRunner, read_checkpoint
+    from meow.runners.checkpoint import unfinished_saves
+    from meow.utils.io import check_creatable_dir
+
+    ckpt = None
+    if args.resume:
+        ckpt = read_checkpoint(args.resume)
+        stale = unfinished_saves(Path(ckpt["path"]).parent)
+        if stale:
+            mib = sum(p.stat().st_size for p in stale) / 2**20
+            print(
+                f"[meow] note: {Path(ckpt['path']).parent} holds {len(stale)} unfinished save(s) of an "
+                f"interrupted run (.*.tmp, {mib:.1f} MiB); they are never read and can be deleted"
+            )
+        cfg = config_from_checkpoint(ckpt["config"], args.overrides)
+        if args.task and find_task(args.task) != find_task(cfg.env.id):
+            raise CheckpointError(f"{ckpt['path']} is a {cfg.env.id} run, not --task {args.task}")
+    else:
+        cfg = load_config(args.task, args.overrides)
+    if args.max_iterations is not None:
+        cfg.runner.total_steps = args.max_iterations * cfg.env.num_envs
+    check_creatable_dir(cfg.runner.log_dir, "runner.log_dir")
+    kind = get_kind(cfg.env.kind)
+    if args.algo != "meow":
+        if args.runner != "core" or args.resume or args.video:
+            raise ConfigError(f"--algo {args.algo} takes no --runner, --resume or --video")
+        from meow.baselines import run_baseline
+
+        out = run_baseline(args.algo, cfg, args.max_iterations)
+        print(f"[meow] {args.algo} baseline on {cfg.env.id}: logs in {out}")
+        return 0
+    if args.runner == "rl_games":
+        if args.video:
+            raise ConfigError("--video is not available with --runner rl_games; use the core runner")
+        return train_rl_games(cfg, ckpt)
+    run_dir = new_run_dir(cfg)
+    video = None
+    if args.video:
+        if not kind.training_video:
+            raise ConfigError(
+                f"--video records training of env kinds that support it, not {cfg.env.kind} tasks; "
+                "use scripts/play.py --video"
+            )
+        video = {
+            "dir": run_dir,
+            "subdir": "train",
+            "interval": args.video_interval,
+            "length": args.video_length,
+        }
     env = eval_env = None
     try:
-        ckpt = None
-        if args.resume:
-            ckpt = read_checkpoint(args.resume)
-            cfg = config_from_checkpoint(ckpt["config"], args.overrides)
-            if args.task and find_task(args.task) != find_task(cfg.env.id):
-                raise CheckpointError(f"{ckpt['path']} is a {cfg.env.id} run, not --task {args.task}")
-        else:
-            cfg = load_config(args.task, args.overrides)
-        if args.max_iterations is not None:
-            cfg.runner.total_steps = args.max_iterations * cfg.env.num_envs
-        apply_isaaclab_overrides(cfg, args.isaaclab_overrides)
-        if args.algo != "meow":
-            if args.runner != "core" or args.resume or args.video:
-                raise ConfigError(f"--algo {args.algo} takes no --runner, --resume or --video")
-            from meow.baselines import run_baseline
-
-            out = run_baseline(args.algo, cfg, args.max_iterations)
-            print(f"[meow] {args.algo} baseline on {cfg.env.id}: logs in {out}")
-            return 0
-        if args.runner == "rl_games":
-            if args.video:
-                raise ConfigError("--video is not available with --runner rl_games; use the core runner")
-            return train_rl_games(cfg, ckpt)
-        run_dir = new_run_dir(cfg)
-        video = None
-        if args.video:
-            if cfg.env.kind != "isaaclab":
-                raise ConfigError("--video records Isaac Lab training; other tasks: scripts/play.py --video")
-            video = {
-                "dir": run_dir,
-                "subdir": "train",
-                "interval": args.video_interval,
-                "length": args.video_length,
-            }
         env = make_env_from_config(cfg, cfg.env.num_envs, video=video)
         if cfg.env.eval_envs > 0:
             eval_env = make_env_from_config(cfg, cfg.env.eval_envs)
@@ -246,23 +203,40 @@ def main(argv: list[str] | None = None) -> int:
         if ckpt is not None:
             runner.load(ckpt)
             print(f"[meow] resumed {ckpt['path']} at env step {runner.global_step:,}")
-        if cfg.env.kind == "isaaclab":
-            write_params(run_dir, cfg, env)
+        kind.write_run_files(run_dir, cfg, env)
+    except BaseException:
+        for e in (env, eval_env):
+            if e is not None:
+                e.close()
+        raise
+    return cfg, env, eval_env, runner, run_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from meow.baselines import BaselineError
+    from meow.config import ConfigError
+    from meow.envs import EnvKindError
+    from meow.runners import CheckpointError, CheckpointWriteError
+
+    try:
+        prepared = prepare(args)
     except (
         ConfigError,
         CheckpointError,
         BaselineError,
+        EnvKindError,
         MemoryError,
         ValueError,
         ImportError,
         FileNotFoundError,
         RuntimeError,
     ) as err:
-        for e in (env, eval_env):
-            if e is not None:
-                e.close()
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
+    if isinstance(prepared, int):
+        return prepared
+    cfg, env, eval_env, runner, run_dir = prepared
 
     import torch
 
@@ -280,10 +254,14 @@ def main(argv: list[str] | None = None) -> int:
         # A scheduler may signal again while the checkpoint is written: finish writing it.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        path = runner.save()
+        try:
+            path = runner.save()
+        except (CheckpointWriteError, FloatingPointError) as err:
+            print(f"\nerror: interrupted, and {err}", file=sys.stderr)
+            return 1
         print(f"\n[meow] interrupted at env step {runner.global_step:,}; saved {path}")
         return 130
-    except FloatingPointError as err:
+    except (FloatingPointError, CheckpointWriteError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     finally:

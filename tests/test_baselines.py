@@ -28,10 +28,8 @@ def test_sb3_sac_logs_meows_metric_names(tmp_path):
 def test_a_baseline_the_task_does_not_have_is_a_one_line_error(tmp_path, capsys):
     assert train.main(["--task", "Hopper-v5", "--algo", "ppo", f"runner.log_dir={tmp_path}"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == (
-        "error: --algo ppo is not available for Hopper-v5 (gymnasium task); "
-        "valid: sac (Gymnasium and Isaac tasks), ppo (Isaac tasks)"
-    )
+    assert err.startswith("error: --algo ppo is not available for Hopper-v5 (gymnasium task); valid: ")
+    assert "sac (gymnasium tasks)" in err and "\n" not in err
     with pytest.raises(SystemExit) as exit_:
         train.main(["--task", "Hopper-v5", "--algo", "td3"])
     assert (

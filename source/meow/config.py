@@ -1,7 +1,8 @@
 """Configuration: typed schema, loading (defaults < task file < command line) and validation.
 
 The default values live in ``config/meow.yaml`` and the per-task settings in ``tasks/*.yaml``
-at the repository root; this module holds only their types and the rules they must obey.
+at the repository root, plus the task files that installed env kinds ship
+(:meth:`meow.envs.EnvKind.task_dirs`); this module holds only their types and the rules they must obey.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from meow.algorithms.meow import CAPTURE_MODES
-from meow.envs.factory import ENV_KINDS
+from meow.envs.registry import EnvKindError, all_task_dirs, get_kind, kind_names
 
 ROOT = Path(os.environ.get("MEOW_ROOT", Path(__file__).resolve().parents[2]))
 """Repository root holding ``config/`` and ``tasks/`` (override with ``MEOW_ROOT``)."""
@@ -88,7 +89,7 @@ class EnvConfig:
     obs_dim: int = MISSING
     action_dim: int = MISSING
     kwargs: dict[str, Any] = field(default_factory=dict)
-    isaaclab_overrides: list[str] = field(default_factory=list)
+    sim_overrides: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -127,7 +128,9 @@ class RunnerConfig:
     eval_interval: int = MISSING
     log_interval: int = MISSING
     checkpoint_interval: int = MISSING
+    keep_checkpoints: int = MISSING
     save_buffer: bool = MISSING
+    save_buffer_max_gib: float = MISSING
     log_dir: str = MISSING
     progress: bool = MISSING
 
@@ -145,9 +148,12 @@ class Config:
 
 
 def task_files(root: Path = ROOT) -> dict[str, Path]:
-    """Maps every task id and alias in ``tasks/*.yaml`` to its file."""
+    """Maps every task id and alias in ``<root>/tasks/*.yaml`` and in the installed env kinds'
+    task directories to its file."""
     index: dict[str, Path] = {}
-    for path in sorted((root / "tasks").glob("*.yaml")):
+    # The repository's own tasks/ come last, so that a file there overrides a kind's task of the same id.
+    paths = [p for d in [*all_task_dirs(), root / "tasks"] for p in sorted(Path(d).glob("*.yaml"))]
+    for path in paths:
         env = OmegaConf.load(path).get("env", {})
         for name in [env.get("id"), *env.get("aliases", [])]:
             if name:
@@ -212,13 +218,30 @@ def load_config(task: str, overrides: list[str] | tuple[str, ...] = (), root: Pa
     task_path = find_task(task, root)
     cfg = _merge(cfg, OmegaConf.load(task_path), str(task_path))
     cfg.task = task_path.stem
-    if cfg.env.kind != "isaaclab":
-        # Gymnasium's v4 and v5 ids are different environments; Isaac aliases are the same one.
+    if _kind(cfg).aliases_are_ids:
+        # Gymnasium's v4 and v5 ids are different environments; other kinds' aliases (Isaac
+        # Lab's 2.x ids) name the same environment as the task's id.
         cfg.env.id = task
-    cfg = _apply_overrides(cfg, overrides, frozen=("task", "env.id", "env.kind"))
+    return _finish(cfg, overrides)
+
+
+def _finish(cfg: DictConfig, overrides: list[str] | tuple[str, ...]) -> DictConfig:
+    """Applies overrides (the env kind's own go to ``env.sim_overrides``), completes and validates."""
+    kind = _kind(cfg)
+    ours, native = kind.split_overrides(overrides)
+    cfg = _apply_overrides(cfg, ours, frozen=("task", "env.id", "env.kind"))
+    cfg.env.sim_overrides = [*cfg.env.sim_overrides, *native]
+    kind.configure(cfg)
     _resolve_auto_device(cfg)
     validate(cfg)
     return cfg
+
+
+def _kind(cfg: DictConfig):
+    try:
+        return get_kind(cfg.env.kind)
+    except EnvKindError as err:
+        raise ConfigError(str(err)) from None
 
 
 def _apply_overrides(
@@ -230,22 +253,43 @@ def _apply_overrides(
         key = item.split("=", 1)[0].strip()
         if key in frozen:
             raise ConfigError(f"{key} cannot be overridden here; choose the task with --task")
-        cfg = _merge(cfg, OmegaConf.from_dotlist([item]), f"override '{item}'", key)
+        try:
+            parsed = OmegaConf.from_dotlist([item])
+        except Exception as err:  # YAML's scanner and parser errors span several lines
+            reason = " ".join(str(err).split())
+            raise ConfigError(
+                f"override '{item}' is not a valid value: {reason[:120]}; valid: key=value with a YAML "
+                "value, e.g. algo.coupling_hidden=[64,64]"
+            ) from None
+        cfg = _merge(cfg, parsed, f"override '{item}'", key)
     return cfg
 
 
 def config_from_checkpoint(saved: dict, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     """Rebuilds a run's config from the copy stored in its checkpoint, then applies ``overrides``."""
-    algo = saved.get("algo", {})
-    if "compile" in algo:  # written before algo.capture replaced it
-        saved = {**saved, "algo": {k: v for k, v in algo.items() if k != "compile"}}
-        saved["algo"].setdefault("capture", "compile" if algo["compile"] else "auto")
-        saved["algo"].setdefault("n_step", 1)
+    saved = _upgrade(saved)
     cfg = _merge(OmegaConf.structured(Config), saved, "the checkpoint's config")
-    cfg = _apply_overrides(cfg, overrides, frozen=("task", "env.id", "env.kind"))
-    _resolve_auto_device(cfg)
-    validate(cfg)
-    return cfg
+    return _finish(cfg, overrides)
+
+
+# Settings added since the first checkpoint format, with the value that keeps an older run's behaviour.
+_ADDED_RUNNER_KEYS = {"keep_checkpoints": 0, "save_buffer_max_gib": 4.0}
+
+
+def _upgrade(saved: dict) -> dict:
+    """A saved config in today's schema: renamed keys moved, added keys given their defaults."""
+    saved = {k: (dict(v) if isinstance(v, dict) else v) for k, v in saved.items()}
+    env = saved.get("env", {})
+    if "isaaclab_overrides" in env:
+        env["sim_overrides"] = env.pop("isaaclab_overrides")
+    runner = saved.get("runner", {})
+    for key, value in _ADDED_RUNNER_KEYS.items():
+        runner.setdefault(key, value)
+    algo = saved.get("algo", {})
+    if "compile" in algo:  # algo.capture replaced it
+        algo.setdefault("capture", "compile" if algo.pop("compile") else "auto")
+        algo.setdefault("n_step", 1)
+    return saved
 
 
 def _check(ok: bool, key: str, value: Any, valid: str) -> None:
@@ -259,18 +303,23 @@ def validate(cfg: DictConfig) -> None:
     if missing:
         raise ConfigError(f"settings without a value: {', '.join(missing)}")
     a, r, e = cfg.algo, cfg.runner, cfg.env
-    _check(e.kind in ENV_KINDS, "env.kind", e.kind, " | ".join(ENV_KINDS))
+    _check(e.kind in kind_names(), "env.kind", e.kind, " | ".join(kind_names()))
+    kind = _kind(cfg)
+    _check(cfg.seed >= 0, "seed", cfg.seed, "an integer >= 0")
     _check(e.num_envs >= 1, "env.num_envs", e.num_envs, "an integer >= 1")
     _check(e.eval_envs >= 0, "env.eval_envs", e.eval_envs, "an integer >= 0 (0 disables evaluation)")
-    if e.kind == "isaaclab":
+    if not kind.eval_envs_allowed:
         _check(
             e.eval_envs == 0,
             "env.eval_envs",
             e.eval_envs,
-            "0 for Isaac Lab tasks (one simulation per process; evaluate with scripts/play.py)",
+            f"0 for {e.kind} tasks (one simulation per process; evaluate with scripts/play.py)",
         )
-    elif e.isaaclab_overrides:
-        raise ConfigError(f"env.isaaclab_overrides={list(e.isaaclab_overrides)} is for Isaac Lab tasks only")
+    if e.sim_overrides and not kind.takes_sim_overrides:
+        raise ConfigError(
+            f"override '{e.sim_overrides[0]}' is invalid for {e.id}, a {e.kind} task; valid: MEow's "
+            "settings (config/meow.yaml), e.g. env.num_envs, env.eval_envs, env.kwargs.*"
+        )
     for key in ("obs_dim", "action_dim"):
         _check(e[key] >= 0, f"env.{key}", e[key], "an integer >= 0 (0: taken from the environment)")
     _check(a.lr > 0, "algo.lr", a.lr, "a number > 0")
@@ -305,6 +354,19 @@ def validate(cfg: DictConfig) -> None:
     _check(r.warmup_steps >= 0, "runner.warmup_steps", r.warmup_steps, "an integer >= 0")
     for key in ("eval_interval", "log_interval", "checkpoint_interval"):
         _check(r[key] >= 1, f"runner.{key}", r[key], "an integer >= 1 (env steps)")
+    _check(
+        r.keep_checkpoints >= 0,
+        "runner.keep_checkpoints",
+        r.keep_checkpoints,
+        "an integer >= 0 (0 keeps all)",
+    )
+    _check(
+        r.save_buffer_max_gib >= 0,
+        "runner.save_buffer_max_gib",
+        r.save_buffer_max_gib,
+        "a number >= 0 (GiB; 0 never saves the buffer)",
+    )
+    _check(bool(str(r.log_dir).strip()), "runner.log_dir", repr(r.log_dir), "a directory path")
     _check(cfg.torch_threads >= 0, "torch_threads", cfg.torch_threads, "an integer >= 0 (0 keeps torch's)")
     per_env = -(-cfg.buffer.capacity // e.num_envs)
     _check(

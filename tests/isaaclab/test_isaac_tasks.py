@@ -12,10 +12,9 @@ import torch
 from omegaconf import OmegaConf
 
 from meow.config import ROOT, ConfigError, load_config
+from meow_isaac.task_configs import TASK_DIR
 
-ISAAC_TASK_FILES = sorted(
-    p for p in (ROOT / "tasks").glob("*.yaml") if OmegaConf.load(p).env.get("kind") == "isaaclab"
-)
+ISAAC_TASK_FILES = sorted(TASK_DIR.glob("*.yaml"))
 # Isaac Lab's direct-workflow twin of each task: the same robot and observation design, with
 # the observation and action sizes written in its config.
 DIRECT_TWIN = {
@@ -41,6 +40,12 @@ def registered():
 def test_every_requested_robot_has_a_task_file():
     ids = {OmegaConf.load(p).env.id for p in ISAAC_TASK_FILES}
     assert ids == set(DIRECT_TWIN) | set(ANYMAL_D_LIKE_C)
+
+
+def test_the_task_files_are_package_data_of_the_extension():
+    assert all(OmegaConf.load(p).env.kind == "isaaclab" for p in ISAAC_TASK_FILES)
+    assert not any(OmegaConf.load(p).env.get("kind") == "isaaclab" for p in (ROOT / "tasks").glob("*.yaml"))
+    assert load_config("Isaac-Ant-v0").task == "isaac_ant"  # found through the meow.envs entry point
 
 
 def test_isaaclab_discovers_the_extension_through_its_entry_point_group():
@@ -109,7 +114,7 @@ def test_a_bad_task_id_names_the_close_matches():
 def test_a_task_file_with_a_wrong_key_is_a_one_line_error(tmp_path):
     shutil.copytree(ROOT / "config", tmp_path / "config")
     (tmp_path / "tasks").mkdir()
-    text = (ROOT / "tasks" / "isaac_ant.yaml").read_text().replace("  alpha: 0.00125", "  alfa: 0.00125")
+    text = (TASK_DIR / "isaac_ant.yaml").read_text().replace("  alpha: 0.00125", "  alfa: 0.00125")
     (tmp_path / "tasks" / "isaac_ant.yaml").write_text(text)
     with pytest.raises(
         ConfigError, match=r"unknown key 'algo.alfa' in .*isaac_ant.yaml; did you mean algo.alpha"

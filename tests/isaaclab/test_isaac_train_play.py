@@ -78,8 +78,8 @@ def test_train_writes_events_checkpoint_and_params(trained):
     agent = OmegaConf.load(run / "params" / "agent.yaml")
     assert agent.env.id == "Isaac-Ant" and agent.algo.batch_size == 64 and agent.runner.warmup_steps == 80
     assert agent.algo.alpha == 0.00125 and agent.buffer.capacity == 15000 * 8
-    assert "physics=newton_mjwarp" in agent.env.isaaclab_overrides
-    assert "env.episode_length_s=0.5" in agent.env.isaaclab_overrides
+    assert "physics=newton_mjwarp" in agent.env.sim_overrides
+    assert "env.episode_length_s=0.5" in agent.env.sim_overrides
 
 
 def test_resume_continues_into_a_new_run(trained):

@@ -72,4 +72,4 @@ def test_benchmark_update_bad_input_is_one_line(argv, message):
         timeout=120,
     )
     assert proc.returncode == 2
-    assert message in proc.stderr.strip().splitlines()[-1]  # argparse's usage line, then the error
+    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1 and message in proc.stderr

@@ -52,6 +52,10 @@ _HUMANOID_JOINT_RENAMES = {
 }
 
 
+BUILDABLE = (GROUND, ANT, HUMANOID)
+"""The asset-root files :func:`build_local_asset_root` writes (paths relative to the root)."""
+
+
 class AssetError(FileNotFoundError):
     """A USD file a task needs is not under the asset root."""
 

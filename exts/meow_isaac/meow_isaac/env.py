@@ -168,7 +168,9 @@ def make_isaaclab_env(
     """Creates an Isaac Lab task and wraps it in :class:`IsaacLabVecEnv`.
 
     Starts the simulation runtime the config needs (nothing for kit-less Newton, Isaac Sim for
-    PhysX) and shuts it down on :meth:`IsaacLabVecEnv.close`.
+    PhysX) and shuts it down on :meth:`IsaacLabVecEnv.close`. Without ``ISAACSIM_ASSET_ROOT`` and
+    with Isaac Lab's asset server out of reach, a local asset root is used
+    (:mod:`meow_isaac.offline`).
 
     Args:
         task: an Isaac Lab task id (3.0 ids and the 2.x ids registered by :mod:`meow_isaac.tasks`).
@@ -191,9 +193,13 @@ def make_isaaclab_env(
     import gymnasium as gym
 
     from meow_isaac.assets import check_assets
+    from meow_isaac.offline import choose_asset_root
 
     device = str(torch.device(device))
+    offline = choose_asset_root()
     env_cfg = resolve_env_cfg(task, num_envs, device, with_default_physics(overrides), seed)
+    if offline is not None:
+        offline.provide(env_cfg, task)
     check_assets(env_cfg, task)
     from isaaclab.app import launch_simulation
 

@@ -1,6 +1,6 @@
 """Registers MEow on Isaac Lab's tasks; loaded by Isaac Lab through the ``isaaclab.tasks`` entry point.
 
-For every Isaac task file in ``tasks/`` (``env.kind: isaaclab``):
+For every task file this package ships (``meow_isaac/task_configs/*.yaml``, ``env.kind: isaaclab``):
 
 - the Isaac Lab task gets a ``meow_cfg_entry_point`` (the task file) and an
   ``rl_games_meow_cfg_entry_point`` (an rl-games agent config with ``algo.name: meow``), beside
@@ -17,8 +17,8 @@ from pathlib import Path
 import gymnasium as gym
 from omegaconf import OmegaConf
 
-from meow.config import ROOT
 from meow_isaac.env import require_isaaclab
+from meow_isaac.task_configs import TASK_DIR
 
 ENTRY_POINT = "meow_cfg_entry_point"
 """The gym-spec kwarg holding the path of a task's MEow settings."""
@@ -31,10 +31,10 @@ require_isaaclab()
 import isaaclab_tasks  # noqa: E402, F401  (registers Isaac Lab's own tasks first)
 
 
-def isaac_task_files(root=ROOT) -> dict[str, tuple[str, list[str]]]:
+def isaac_task_files(task_dir: Path = TASK_DIR) -> dict[str, tuple[str, list[str]]]:
     """``{task file path: (Isaac Lab id, [aliases])}`` for every ``env.kind: isaaclab`` task file."""
     found = {}
-    for path in sorted((root / "tasks").glob("*.yaml")):
+    for path in sorted(task_dir.glob("*.yaml")):
         env = OmegaConf.load(path).get("env", {})
         if env.get("kind") == "isaaclab":
             found[str(path)] = (env.id, list(env.get("aliases", [])))

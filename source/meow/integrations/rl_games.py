@@ -258,7 +258,9 @@ def config_from_rl_games(params: dict[str, Any]):
         cfg.runner.total_steps = int(c["max_epochs"]) * cfg.env.num_envs
     if c.get("save_frequency", 0) > 0:
         cfg.runner.checkpoint_interval = int(c["save_frequency"]) * cfg.env.num_envs
-    if cfg.env.kind == "isaaclab":
+    from meow.envs.registry import get_kind
+
+    if not get_kind(cfg.env.kind).eval_envs_allowed:
         cfg.env.eval_envs = 0
     return cfg
 

@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from meow.runners.checkpoint import CheckpointError, find_checkpoint, read_checkpoint
+from meow.runners.checkpoint import (
+    CheckpointError,
+    CheckpointWriteError,
+    find_checkpoint,
+    read_checkpoint,
+    safe_load,
+)
 from meow.runners.off_policy_runner import OffPolicyRunner
 
-__all__ = ["CheckpointError", "OffPolicyRunner", "find_checkpoint", "read_checkpoint"]
+__all__ = [
+    "CheckpointError",
+    "CheckpointWriteError",
+    "OffPolicyRunner",
+    "find_checkpoint",
+    "read_checkpoint",
+    "safe_load",
+]

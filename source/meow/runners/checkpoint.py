@@ -1,10 +1,19 @@
-"""Finding and reading checkpoints, with clear errors for files that are not ours."""
+"""Finding, reading and pruning checkpoints: data only, with clear errors for files that are not ours.
+
+Every file is read with ``torch.load(..., weights_only=True)``: tensors, numbers, strings and
+containers of them. The only other objects allowed are NumPy's array and dtype, which the RNG
+state of checkpoints written before the RNG state became tensors holds. A file that names any
+other Python object (a crafted pickle that would run code) is refused before anything in it is built.
+"""
 
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 
 FORMAT = "meow-checkpoint/1"
@@ -15,13 +24,63 @@ class CheckpointError(ValueError):
     """A checkpoint that is missing, unreadable, or from another task or architecture."""
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint or replay buffer that could not be written (e.g. a full disk)."""
+
+
+def _numpy_globals() -> list[Any]:
+    core = getattr(np, "_core", None) or np.core  # NumPy 2 renamed numpy.core to numpy._core
+    allowed = [core.multiarray._reconstruct, np.ndarray, np.dtype]
+    allowed += [type(np.dtype(t)) for t in (np.uint32, np.float64, np.int64)]
+    return allowed
+
+
+def safe_load(path: str | Path, map_location: str | torch.device = "cpu", mmap: bool = False) -> Any:
+    """``torch.load`` with ``weights_only=True``; any failure is a one-line :class:`CheckpointError`.
+
+    ``mmap``: map the tensors' bytes from the file instead of reading them into memory first.
+    """
+    try:
+        # torch warns (several lines) about pickle protocols it did not write; the file is refused
+        # or read all the same, so the warning tells the user nothing.
+        with warnings.catch_warnings(), torch.serialization.safe_globals(_numpy_globals()):
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+    except Exception as err:
+        text = " ".join(str(err).split())
+        found = re.search(r"GLOBAL (\S+)", text)
+        if found is not None:
+            raise CheckpointError(
+                f"refused {path}: it names the Python object {found.group(1)}, not only tensors and "
+                "plain data, and loading it could run code; only files written by MEow are read"
+            ) from None
+        detail = re.search(r"WeightsUnpickler error: (.*?)(?: Check the documentation|$)", text)
+        if detail is not None:  # torch's advice to retry with weights_only=False is not taken here
+            text = detail.group(1)
+        elif "PytorchStreamReader" in text or isinstance(err, EOFError):
+            text = "the file is truncated or damaged"
+        raise CheckpointError(f"cannot read checkpoint {path}: {type(err).__name__}: {text[:160]}") from None
+
+
+def checkpoint_step(path: Path) -> int | None:
+    """The env step in a ``model_<step>.pt`` name, or None."""
+    m = _STEP.search(path.name)
+    return int(m.group(1)) if m else None
+
+
+def run_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """``(step, path)`` of the ``model_<step>.pt`` files directly in ``run_dir``, oldest first."""
+    found = [(step, p) for p in run_dir.glob("model_*.pt") if (step := checkpoint_step(p)) is not None]
+    return sorted(found)
+
+
 def find_checkpoint(path: str | Path) -> Path:
     """A checkpoint file, or the latest ``model_<step>.pt`` of a run directory."""
     path = Path(path)
     if path.is_file():
         return path
     if path.is_dir():
-        found = [(int(m.group(1)), p) for p in path.rglob("model_*.pt") if (m := _STEP.search(p.name))]
+        found = [(s, p) for p in path.rglob("model_*.pt") if (s := checkpoint_step(p)) is not None]
         if not found:
             raise CheckpointError(f"no model_<step>.pt checkpoint under {path}")
         return max(found)[1]
@@ -31,11 +90,23 @@ def find_checkpoint(path: str | Path) -> Path:
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     """Loads a checkpoint written by :meth:`OffPolicyRunner.save` and checks its format."""
     path = find_checkpoint(path)
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as err:
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(err).__name__}: {err}") from None
+    ckpt = safe_load(path, map_location)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a MEow checkpoint (expected format '{FORMAT}')")
     ckpt["path"] = str(path)
     return ckpt
+
+
+def unfinished_saves(run_dir: Path) -> list[Path]:
+    """Temporary files that saves killed midway left in ``run_dir`` (never read; safe to delete)."""
+    return sorted(run_dir.glob(".*.pt.*.tmp"))
+
+
+def prune_checkpoints(run_dir: Path, keep: int) -> list[Path]:
+    """Deletes all but the newest ``keep`` checkpoints of a run (``keep=0``: none); returns the deleted."""
+    if keep <= 0:
+        return []
+    old = [p for _, p in run_checkpoints(run_dir)[:-keep]]
+    for p in old:
+        p.unlink(missing_ok=True)
+    return old

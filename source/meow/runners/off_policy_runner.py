@@ -13,7 +13,14 @@ from torch import Tensor
 from meow.algorithms import MEow
 from meow.envs.protocol import StepResult, VecEnv
 from meow.modules import EmpiricalNormalization, FlowPolicy
-from meow.runners.checkpoint import FORMAT, CheckpointError
+from meow.runners.checkpoint import (
+    FORMAT,
+    CheckpointError,
+    CheckpointWriteError,
+    prune_checkpoints,
+    run_checkpoints,
+    safe_load,
+)
 from meow.runners.progress import Progress
 from meow.storage import ReplayBuffer
 from meow.utils.io import atomic_torch_save
@@ -114,6 +121,10 @@ class OffPolicyRunner:
         self._episode_return = torch.zeros(n, device=self.device)
         self._episode_length = torch.zeros(n, device=self.device)
         self._writer = None
+        # Env step of the first non-finite reward / observation the env returned (-1: none yet),
+        # kept on the device so that checking every step costs no host synchronisation.
+        self._env_fault = torch.full((2,), -1, dtype=torch.long, device=self.device)
+        self._buffer_skip_noted = False
         self.evaluations: list[tuple[int, float, float]] = []
         """``(env step, mean return, std)`` of every evaluation in this process."""
 
@@ -164,7 +175,27 @@ class OffPolicyRunner:
     def _crossed(self, before: int, interval: int) -> bool:
         return self.global_step // interval > before // interval
 
+    def _check_env_finite(self) -> None:
+        reward_step, obs_step = self._env_fault.tolist()
+        if reward_step >= 0 or obs_step >= 0:
+            what, step = (
+                ("reward", reward_step)
+                if obs_step < 0 or 0 <= reward_step <= obs_step
+                else ("observation", obs_step)
+            )
+            newest = run_checkpoints(self.log_dir)[-1][1] if self.log_dir is not None else None
+            kept = (
+                f"the newest checkpoint, {newest}, is the last good one"
+                if newest is not None and newest.exists()
+                else "no checkpoint was written"
+            )
+            raise FloatingPointError(
+                f"{self.cfg.env.id} returned a non-finite (NaN or inf) {what} at env step {step:,}; "
+                f"stopped without writing a checkpoint: {kept}"
+            )
+
     def _check_finite(self) -> None:
+        self._check_env_finite()
         if self.alg.nonfinite.item():
             raise FloatingPointError(
                 f"non-finite loss or gradient norm in the updates up to env step {self.global_step:,}; "
@@ -202,6 +233,13 @@ class OffPolicyRunner:
             else:
                 actions = self.alg.act(obs)
             result = env.step(actions)
+            bad = torch.stack(
+                (
+                    ~torch.isfinite(result.rewards).all(),
+                    ~(torch.isfinite(result.obs).all() & torch.isfinite(result.next_obs).all()),
+                )
+            ).to(self.device)
+            self._env_fault = torch.where(bad & (self._env_fault < 0), self.global_step + n, self._env_fault)
             if cfg.algo.normalize_obs:
                 self.alg.normalizer.update(obs)
             self.buffer.add(
@@ -307,7 +345,15 @@ class OffPolicyRunner:
     def save(self, path: str | Path | None = None) -> Path:
         """Writes a checkpoint (``model_<step>.pt`` in the run directory by default).
 
-        With ``runner.save_buffer`` the replay buffer goes to ``replay_buffer.pt`` beside it.
+        With ``runner.save_buffer`` the replay buffer goes to ``replay_buffer.pt`` beside it (when
+        it is at most ``runner.save_buffer_max_gib``). ``runner.keep_checkpoints`` > 0 then deletes
+        all but the newest that many ``model_<step>.pt`` of the directory.
+
+        Raises:
+            FloatingPointError: the environment or the learner produced NaN or inf since the last
+                check; nothing is written, so the newest checkpoint on disk stays the last good one.
+            CheckpointWriteError: the checkpoint could not be written (e.g. the disk is full); the
+                previous checkpoint is left as it was.
         """
         self._check_finite()
         if path is None:
@@ -315,13 +361,39 @@ class OffPolicyRunner:
                 raise ValueError("no path given and the runner has no log directory")
             path = self.log_dir / self.checkpoint_name(self.global_step)
         path = Path(path)
-        atomic_torch_save(self.state_dict(), path)
-        if self.cfg.runner.save_buffer:
-            atomic_torch_save(
-                {"global_step": self.global_step, **self.buffer.state_dict()},
-                path.parent / "replay_buffer.pt",
+        try:
+            atomic_torch_save(self.state_dict(), path)
+        except (OSError, RuntimeError) as err:
+            previous = [p for _, p in run_checkpoints(path.parent) if p != path]
+            kept = (
+                f"the previous checkpoint {previous[-1]} is intact" if previous else "no earlier checkpoint"
             )
+            raise CheckpointWriteError(f"cannot write checkpoint {path}: {_one_line(err)}; {kept}") from None
+        r = self.cfg.runner
+        if r.save_buffer:
+            self._save_buffer(path.parent / "replay_buffer.pt")
+        if path.parent == self.log_dir:
+            prune_checkpoints(path.parent, r.keep_checkpoints)
         return path
+
+    def _save_buffer(self, target: Path) -> None:
+        """Writes the replay buffer in place (no copy of it on the device), or says why not."""
+        size, limit = self.buffer.filled_nbytes, self.cfg.runner.save_buffer_max_gib
+        if size > limit * 2**30:
+            if not self._buffer_skip_noted:
+                print(
+                    f"[meow] replay buffer not saved: {size / 2**30:.2f} GiB is above "
+                    f"runner.save_buffer_max_gib={limit}; --resume refills it before updates resume"
+                )
+                self._buffer_skip_noted = True
+            return
+        print(f"[meow] saving the replay buffer ({size / 2**20:,.1f} MiB) to {target}")
+        try:
+            atomic_torch_save({"global_step": self.global_step, **self.buffer.state_dict()}, target)
+        except (OSError, RuntimeError) as err:
+            print(
+                f"[meow] replay buffer not saved: {_one_line(err)}; --resume refills it before updates resume"
+            )
 
     def load(self, ckpt: dict) -> None:
         """Restores a checkpoint read by :func:`meow.runners.read_checkpoint` into this runner."""
@@ -354,14 +426,28 @@ class OffPolicyRunner:
         else:
             # Simulator state is not saved: start fresh episodes from here.
             self._obs = self.env.reset(seed=self.cfg.seed + self.global_step).to(self.device)
-        buffer_path = Path(src).parent / "replay_buffer.pt"
-        if buffer_path.is_file():
-            data = torch.load(buffer_path, map_location=self.device, weights_only=False)
-            if data["global_step"] == self.global_step:
-                self.buffer.load_state_dict(data)
+        self._load_buffer(Path(src).parent / "replay_buffer.pt", src)
+
+    def _load_buffer(self, path: Path, src: str) -> None:
+        """Restores the replay buffer saved with the checkpoint, or says in one line why it refills."""
+        refill = "it refills before updates resume"
+        if not path.is_file():
+            print(f"[meow] no replay buffer saved beside {src}; {refill}")
+            return
+        try:
+            # Mapped from the file, copied field by field: no second copy of the buffer on the device.
+            data = safe_load(path, "cpu", mmap=True)
+            if not isinstance(data, dict) or data.get("global_step") != self.global_step:
+                step = data.get("global_step") if isinstance(data, dict) else None
+                print(f"[meow] {path} holds env step {step}, not {self.global_step:,}; {refill}")
                 return
-        if self.cfg.runner.progress:
-            print(
-                f"[meow] no replay buffer saved for step {self.global_step:,} beside {src}; "
-                "it refills before updates resume"
-            )
+            self.buffer.load_state_dict(data)
+        except (CheckpointError, ValueError, KeyError, RuntimeError) as err:
+            self.buffer.clear()
+            print(f"[meow] replay buffer {path} is damaged ({_one_line(err)}); {refill}")
+
+
+def _one_line(err: BaseException) -> str:
+    """An exception as one short line (torch's and the OS's messages span several)."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= 200 else text[:197] + "..."

@@ -43,6 +43,18 @@ def available_memory(device: torch.device) -> int | None:
     return None
 
 
+def _leading_rows(t: Tensor, rows: int) -> Tensor:
+    """The first ``rows`` rows of contiguous ``t``, sharing its memory, over a storage of just those bytes.
+
+    ``t[:rows]`` would share memory too, but its storage is all of ``t``'s, which ``torch.save``
+    writes whole.
+    """
+    size = t.element_size()
+    start = t.storage_offset() * size
+    storage = t.untyped_storage()[start : start + rows * t.stride(0) * size]
+    return torch.empty(0, dtype=t.dtype, device=t.device).set_(storage, 0, (rows, *t.shape[1:]), t.stride())
+
+
 class ReplayBuffer:
     """Ring buffer of ``(capacity_per_env, num_envs)`` transitions, allocated once on ``device``.
 
@@ -187,28 +199,54 @@ class ReplayBuffer:
             truncated,
         )
 
+    @property
+    def filled_nbytes(self) -> int:
+        """Bytes of the stored transitions: what :meth:`state_dict` holds and a saved file takes."""
+        return self.nbytes_for(len(self), self.obs_dim, self.action_dim)
+
     def state_dict(self) -> dict:
-        """The stored transitions and the ring position (only the filled part)."""
+        """The filled steps of every field, as views of the buffer's own memory, and the ring position.
+
+        Saving must not need a second buffer's worth of device memory, so nothing is copied:
+        each field is a tensor over a slice of the storage that holds just the filled steps, so
+        ``torch.save`` writes only those (copying them to the host as it goes). Do not modify
+        the returned tensors.
+        """
         steps = self.capacity_per_env if self.full else self.pos
-        data = {k: getattr(self, k)[:steps].clone() for k in self._fields}
         return {
             "pos": self.pos,
             "full": self.full,
             "capacity_per_env": self.capacity_per_env,
             "num_envs": self.num_envs,
-            **data,
+            **{k: _leading_rows(getattr(self, k), steps) for k in self._fields},
         }
 
     def load_state_dict(self, state: dict) -> None:
-        """Restores :meth:`state_dict` into a buffer of the same shape."""
+        """Restores :meth:`state_dict` (or an older one holding only the filled steps) into a
+        buffer of the same shape, one field at a time; raises ValueError for a state that does not fit."""
         if (state["capacity_per_env"], state["num_envs"]) != (self.capacity_per_env, self.num_envs):
             raise ValueError(
                 f"replay buffer state is {state['num_envs']} envs x {state['capacity_per_env']:,} but this "
                 f"buffer is {self.num_envs} envs x {self.capacity_per_env:,}"
             )
+        pos, full = int(state["pos"]), bool(state["full"])
+        steps = self.capacity_per_env if full else pos
+        for k in self._fields:
+            src, dst = state[k], getattr(self, k)
+            if (
+                not isinstance(src, Tensor)
+                or not steps <= src.shape[0] <= self.capacity_per_env
+                or src.shape[1:] != dst.shape[1:]
+            ):
+                shape = tuple(src.shape) if isinstance(src, Tensor) else type(src).__name__
+                raise ValueError(f"replay buffer field '{k}' is {shape}, expected {tuple(dst.shape)}")
         for k in self._fields:
             src = state[k]
-            getattr(self, k)[: src.shape[0]] = src.to(self.device)
-        self._advance(int(state["pos"]), bool(state["full"]))
+            getattr(self, k)[: src.shape[0]].copy_(src)
+        self._advance(pos, full)
+
+    def clear(self) -> None:
+        """Forgets every stored transition (the storage stays allocated)."""
+        self._advance(0, False)
 
     _fields = ("obs", "actions", "rewards", "next_obs", "terminated", "truncated")

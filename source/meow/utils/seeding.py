@@ -16,17 +16,32 @@ def seed_everything(seed: int) -> None:
 
 
 def get_rng_state() -> dict:
-    """The state of every generator :func:`seed_everything` seeds."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """The state of every generator :func:`seed_everything` seeds, as tensors and plain types
+    (so that a checkpoint holding it loads with ``torch.load(..., weights_only=True)``)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    numpy_state = {
+        "kind": str(kind),
+        "keys": torch.from_numpy(keys.astype(np.int64)),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "cached_gaussian": float(gauss),
+    }
+    state = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state: dict) -> None:
-    """Restores :func:`get_rng_state`'s output."""
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    """Restores :func:`get_rng_state`'s output (also the NumPy tuple that older checkpoints hold)."""
+    python = state["python"]
+    random.setstate((python[0], tuple(python[1]), python[2]))
+    numpy_state = state["numpy"]
+    if isinstance(numpy_state, dict):
+        n = numpy_state
+        keys = np.asarray(n["keys"].numpy() if torch.is_tensor(n["keys"]) else n["keys"]).astype(np.uint32)
+        numpy_state = (n["kind"], keys, n["pos"], n["has_gauss"], n["cached_gaussian"])
+    np.random.set_state(numpy_state)
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
