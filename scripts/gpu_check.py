@@ -42,9 +42,9 @@ faster than eager at batch 1024, and >= 1M env-steps/s for the pipeline at 4096 
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    from meow.utils.cli import ArgumentParser, at_least
+
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="gpu_check.json", help="the JSON report (default ./gpu_check.json)")
     parser.add_argument("--rehearse", action="store_true", help="run every step on the CPU at toy sizes")
     parser.add_argument("--skip_tests", action="store_true", help="benchmarks only")
