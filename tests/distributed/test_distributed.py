@@ -76,15 +76,15 @@ def _alive(pid: int) -> bool:
 
 
 def _wait_training(work: Path, record: Path, proc: subprocess.Popen, timeout: float = 240) -> list[int]:
-    """Waits until rank 0 has started training (config.yaml written) and both ranks' pids are known."""
+    """Waits until rank 0 has logged (its TensorBoard file exists) and both ranks' pids are known."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if proc.poll() is not None:
             pytest.fail(f"torchrun exited early ({proc.returncode}):\n{proc.stderr.read()[-3000:]}")
         runs = _run_dirs(work)
         pids = sorted(record.glob("rank*.pid"))
-        if runs and (runs[0] / "config.yaml").is_file() and len(pids) == 2:
-            time.sleep(2.0)  # a few hundred updates in
+        if runs and list(runs[-1].glob("events.out.tfevents.*")) and len(pids) == 2:
+            time.sleep(2.0)  # updates under way
             return [int(p.read_text()) for p in pids]
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
@@ -163,7 +163,7 @@ def test_only_rank_0_writes_files_and_prints(trained):
     assert "final deterministic evaluation" in out  # rank 0 evaluates
 
 
-def test_multi_rank_checkpoint_resumes_in_one_process_then_under_two_ranks(trained, tmp_path, capsys):
+def test_rank_0_checkpoint_resumes_in_one_process_and_under_two_ranks(trained, tmp_path, capsys):
     _, run, _, _ = trained
     logs = tmp_path / "logs"
     assert train.main(["--resume", str(run), "--total_steps", "500", f"runner.log_dir={logs}"]) == 0
@@ -172,18 +172,20 @@ def test_multi_rank_checkpoint_resumes_in_one_process_then_under_two_ranks(train
     ckpt = torch.load(single / "model_500.pt", weights_only=False)
     assert ckpt["world_size"] == 1 and ckpt["num_updates"] > 0
 
-    # The single-process checkpoint goes on with two ranks.
-    record = tmp_path / "record"
-    rc, _, err = _finish(
-        _torchrun(["--resume", str(single), "--distributed", "--total_steps", "600"], tmp_path, record)
-    )
+    # 50 vectorized steps per rank; rank 1's replay buffer refills (16 steps) before updates resume.
+    record, logs2 = tmp_path / "record", tmp_path / "logs2"
+    args = ["--resume", str(run), "--distributed", "--total_steps", "600", f"runner.log_dir={logs2}"]
+    rc, _, err = _finish(_torchrun(args, tmp_path, record))
     assert rc == 0, err[-3000:]
-    runs = sorted((logs / "meow" / "MultiGoal").iterdir())
-    assert len(runs) == 2 and (runs[1] / "model_600.pt").is_file()
+    (resumed,) = sorted((logs2 / "meow" / "MultiGoal").iterdir())
     r0, r1 = _records(record)
-    assert r0["env_steps"] + r1["env_steps"] == 100 and r0["global_step"] == 600
+    assert r0["env_steps"] == r1["env_steps"] == 100 and r0["global_step"] == 600
     _assert_identical_learners(r0["learner"], r1["learner"])
-    assert torch.load(runs[1] / "model_600.pt", weights_only=False)["world_size"] == 2
+    ckpt = torch.load(resumed / "model_600.pt", weights_only=False)
+    assert (
+        ckpt["world_size"] == 2
+        and ckpt["num_updates"] > torch.load(run / "model_400.pt", weights_only=False)["num_updates"]
+    )
 
 
 def test_sigterm_to_torchrun_saves_one_checkpoint_stops_every_rank_and_resumes(tmp_path):
@@ -192,7 +194,8 @@ def test_sigterm_to_torchrun_saves_one_checkpoint_stops_every_rank_and_resumes(t
     pids = _wait_training(tmp_path, record, proc)
     proc.send_signal(signal.SIGTERM)
     rc, out, err = _finish(proc, timeout=60)
-    assert rc != 0  # torchrun reports a stopped job as failed, so that schedulers requeue it
+    assert rc != 0  # workers that stopped on a signal exit with 130, which torchrun reports as a failure
+    assert "death signal" in err  # torchrun got the signal and passed it on to its workers
     assert not any(_alive(pid) for pid in pids)
     (run,) = _run_dirs(tmp_path)
     (ckpt_path,) = run.glob("model_*.pt")
@@ -203,16 +206,10 @@ def test_sigterm_to_torchrun_saves_one_checkpoint_stops_every_rank_and_resumes(t
     assert r0["global_step"] == r1["global_step"] == step > 0
     _assert_identical_learners(r0["learner"], r1["learner"])
 
-    # The 2-rank checkpoint resumes under 2 ranks.
-    record2 = tmp_path / "record2"
-    # 40 vectorized steps per rank; rank 1's replay buffer refills (16 steps) before updates resume.
-    args = ["--resume", str(run), "--distributed", "--total_steps", str(step + 160)]
-    rc, out, err = _finish(_torchrun(args, tmp_path, record2))
-    assert rc == 0, err[-3000:]
-    assert (_run_dirs(tmp_path)[1] / f"model_{step + 160}.pt").is_file()
-    r0, r1 = _records(record2)
-    assert r0["env_steps"] == r1["env_steps"] == 80
-    _assert_identical_learners(r0["learner"], r1["learner"])
+    # ... and resumes (here in one process)
+    logs = tmp_path / "resumed"
+    assert train.main(["--resume", str(run), "--total_steps", str(step + 40), f"runner.log_dir={logs}"]) == 0
+    assert list(logs.glob(f"meow/MultiGoal/*/model_{step + 40}.pt"))
 
 
 def test_a_killed_rank_makes_the_other_exit_with_an_error_within_60_s(tmp_path):
@@ -278,3 +275,47 @@ def test_distributed_with_another_runner_or_algo_is_a_one_line_error(extra, mess
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err
     assert not any(tmp_path.iterdir())
+
+
+def test_single_process_checkpoint_resumes_on_two_ranks_stopped_through_run_forwarding(tmp_path):
+    """A one-process checkpoint goes on under --distributed; docker/run_forwarding.sh with
+    MEOW_FORWARD_TO_WORKERS=1 (the multi-node SLURM script's way) passes a stop request to the
+    workers, not to torchrun, and rank 0 writes one checkpoint."""
+    single = tmp_path / "single"
+    assert (
+        train.main(["--task", "MultiGoal", "--total_steps", "100", *SMALL, f"runner.log_dir={single}"]) == 0
+    )
+    (single_run,) = single.glob("meow/MultiGoal/*")
+    record = tmp_path / "record"
+    environ = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "MEOW_TEST_RECORD": str(record)}
+    environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(ROOT / "source"), environ.get("PYTHONPATH", "")) if p
+    )
+    environ["MEOW_FORWARD_TO_WORKERS"] = "1"
+    cmd = [str(ROOT / "docker" / "run_forwarding.sh"), sys.executable, "-m", "torch.distributed.run"]
+    cmd += ["--standalone", "--nproc_per_node=2", str(WORKER), "--resume", str(single_run), "--distributed"]
+    cmd += [*LONG, f"runner.log_dir={tmp_path / 'logs'}"]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=tmp_path,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    pids = _wait_training(tmp_path, record, proc)
+    proc.send_signal(signal.SIGTERM)
+    rc, out, err = _finish(proc, timeout=60)
+    assert rc != 0 and not any(_alive(pid) for pid in pids)
+    (line,) = [x for x in err.splitlines() if "sending SIGTERM to python pid(s)" in x]
+    assert sorted(int(p) for p in line.split("pid(s) ")[1].split()) == sorted(pids)
+    assert "death signal" not in err  # torchrun itself was not signalled
+    (run,) = _run_dirs(tmp_path)
+    (ckpt_path,) = run.glob("model_*.pt")
+    assert "interrupted at env step" in out and ckpt_path.name in out
+    ckpt = torch.load(ckpt_path, weights_only=False)
+    assert ckpt["world_size"] == 2 and ckpt["global_step"] > 100
+    r0, r1 = _records(record)
+    assert r0["env_steps"] + r1["env_steps"] == ckpt["global_step"] - 100
+    _assert_identical_learners(r0["learner"], r1["learner"])
