@@ -33,10 +33,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--task", default="MultiGoal", help="task id (default MultiGoal)")
-    parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2], help="world sizes to run (default 1 2)")
+    parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2], help="world sizes (default 1 2)")
     parser.add_argument("--num_envs", type=int, default=1, help="environments per rank (default 1)")
-    parser.add_argument("--steps", type=int, default=1500, help="timed vectorized steps per rank (default 1500)")
-    parser.add_argument("--warmup", type=int, default=300, help="untimed vectorized steps first (default 300)")
+    parser.add_argument("--steps", type=int, default=1500, help="timed vectorized steps per rank")
+    parser.add_argument("--warmup", type=int, default=300, help="untimed vectorized steps first")
     parser.add_argument("--device", default="cpu", help="cpu (gloo) or cuda (one GPU per rank, NCCL)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")

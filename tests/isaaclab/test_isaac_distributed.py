@@ -1,4 +1,5 @@
-"""Isaac-Ant on two torchrun ranks (gloo, CPU), launched the Isaac Lab way: ./isaaclab.sh -p -m torch.distributed.run."""
+"""Isaac-Ant on two torchrun ranks (gloo, CPU), launched the Isaac Lab way:
+``./isaaclab.sh -p -m torch.distributed.run ... scripts/train.py --distributed``."""
 
 from __future__ import annotations
 

@@ -406,6 +406,9 @@ class OffPolicyRunner:
         self.global_step = ckpt["global_step"]
         self.num_updates = ckpt["num_updates"]
         self.num_evals = ckpt["num_evals"]
+        saved_world = ckpt.get("world_size", 1)
+        if saved_world != self.world_size and self.is_main and self.cfg.runner.progress:
+            print(f"[meow] {src} was written by {saved_world} rank(s); continuing on {self.world_size}")
         if not self.is_main:
             # The checkpoint holds rank 0's generators, environments and replay buffer; this rank
             # keeps its own seed (moved on by the step count) and starts fresh episodes.
