@@ -9,6 +9,10 @@ the tests can tell which files training itself wrote):
 * ``rank<r>.pt`` when :meth:`OffPolicyRunner.learn` returns or raises: the learner's state,
   the runner's ``global_step``, the env steps this rank took and every observation batch it
   gave its normalizer.
+
+``MEOW_TEST_NONFINITE_RANK=r``: rank ``r``'s learner flags a non-finite loss after each update,
+as if that rank alone had produced one (its gradients stay finite, so the other ranks' own
+flags stay clear).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from script_loader import load_script
 
 train = load_script("train")  # puts source/ on the path when meow is not installed
 
+from meow.algorithms import MEow  # noqa: E402
 from meow.modules import EmpiricalNormalization  # noqa: E402
 from meow.runners import OffPolicyRunner  # noqa: E402
 
@@ -66,6 +71,16 @@ def _recording_learn(self, *args, **kwargs):
 
 OffPolicyRunner.learn = _recording_learn
 EmpiricalNormalization.update = _recording_update
+
+if os.environ.get("MEOW_TEST_NONFINITE_RANK") == str(RANK):
+    _alg_update = MEow.update
+
+    def _flagging_update(self, batch):
+        out = _alg_update(self, batch)
+        self.nonfinite.fill_(True)
+        return out
+
+    MEow.update = _flagging_update
 
 if __name__ == "__main__":
     RECORD.mkdir(parents=True, exist_ok=True)

@@ -249,6 +249,20 @@ def test_a_hung_rank_makes_the_other_exit_after_the_timeout(tmp_path):
     assert "error: rank 0 of 2 lost contact with the other ranks" in err and "Timed out" in err
 
 
+def test_a_non_finite_loss_on_one_rank_stops_every_rank(tmp_path):
+    record = tmp_path / "record"
+    args = ["--task", "MultiGoal", "--distributed", "--total_steps", "400", *SMALL, "env.eval_envs=0"]
+    args += ["runner.log_interval=100", "runner.checkpoint_interval=100"]
+    rc, _, err = _finish(_torchrun(args, tmp_path, record, MEOW_TEST_NONFINITE_RANK="1"))
+    assert rc != 0
+    # Rank 0's own updates were finite: it stops because rank 1 flagged one, at the same check.
+    assert err.count("error: non-finite loss or gradient norm in the updates up to env step 100") == 2
+    r0, r1 = _records(record)
+    assert r0["global_step"] == r1["global_step"] == 100
+    (run,) = _run_dirs(tmp_path)
+    assert not list(run.glob("model_*.pt"))  # the check at step 100 comes before its checkpoint
+
+
 def test_distributed_without_torchrun_is_a_one_line_error(monkeypatch, capsys, tmp_path):
     for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(var, raising=False)
