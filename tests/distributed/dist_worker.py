@@ -73,14 +73,14 @@ OffPolicyRunner.learn = _recording_learn
 EmpiricalNormalization.update = _recording_update
 
 if os.environ.get("MEOW_TEST_NONFINITE_RANK") == str(RANK):
-    _alg_update = MEow.update
+    _alg_update = MEow.update_from
 
-    def _flagging_update(self, batch):
-        out = _alg_update(self, batch)
+    def _flagging_update(self, *args, **kwargs):
+        out = _alg_update(self, *args, **kwargs)
         self.nonfinite.fill_(True)
         return out
 
-    MEow.update = _flagging_update
+    MEow.update_from = _flagging_update
 
 if __name__ == "__main__":
     RECORD.mkdir(parents=True, exist_ok=True)
