@@ -23,9 +23,10 @@ holds a full copy of the learner. The copies are kept identical as follows:
 
 Only rank 0 writes: TensorBoard, console lines, ``config.yaml`` and checkpoints (which record the
 world size). The other ranks print only errors. Env steps in logs and checkpoints are summed
-over ranks. A rank that loses contact with the others (a peer died or hung) raises
-:class:`DistributedError`, a one-line message, within the process-group timeout
-(``MEOW_DIST_TIMEOUT`` seconds, default 600); a peer that exits is noticed at once.
+over ranks. A rank that loses contact with the others raises :class:`DistributedError`, a
+one-line message: at its next collective when a peer exited or died (its connections close), or
+after the process-group timeout (``MEOW_DIST_TIMEOUT`` seconds, default 600) when a peer hangs
+or its node vanishes.
 """
 
 from __future__ import annotations
