@@ -3,6 +3,7 @@
     python scripts/benchmark_distributed.py                          # MultiGoal, 1 vs 2 gloo ranks on the CPU
     python scripts/benchmark_distributed.py --task InvertedPendulum-v5 --ranks 1 2
     python scripts/benchmark_distributed.py --device cuda --ranks 1  # the 1-GPU figure
+    python scripts/benchmark_distributed.py --repeats 3              # alternate 1 and 2 ranks 3 times
 
 Each world size runs as its own ``torchrun --standalone`` job of this script, one after the other
 in this one invocation, with one torch thread per rank (``OMP_NUM_THREADS=1``, ``torch_threads=1``).
@@ -10,7 +11,9 @@ Every rank trains the same MEow as ``scripts/train.py --distributed`` (the core 
 all-reduced every update), first ``--warmup`` vectorized steps (random actions, buffer fill, first
 updates), then ``--steps`` timed vectorized steps with an update after each. The figure is the
 env steps of the timed part summed over ranks, divided by its wall-clock time. The ratio of each
-world size to the first is printed: on a machine with at least N free cores the ideal is N.
+world size to the first is printed, per round and as the median over ``--repeats`` rounds (the
+world sizes alternate, so that a busy neighbour slows both alike): on a machine with at least N
+free cores the ideal is N.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -37,11 +41,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--num_envs", type=int, default=1, help="environments per rank (default 1)")
     parser.add_argument("--steps", type=int, default=1500, help="timed vectorized steps per rank")
     parser.add_argument("--warmup", type=int, default=300, help="untimed vectorized steps first")
+    parser.add_argument("--repeats", type=int, default=1, help="rounds over the world sizes (default 1)")
     parser.add_argument("--device", default="cpu", help="cpu (gloo) or cuda (one GPU per rank, NCCL)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     args = parser.parse_args(argv)
-    for name in ("num_envs", "steps", "warmup"):
+    for name in ("num_envs", "steps", "warmup", "repeats"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} {getattr(args, name)} is invalid; valid: an integer >= 1")
     if any(n < 1 for n in args.ranks):
@@ -125,25 +130,30 @@ def main(argv: list[str] | None = None) -> int:
         f"[benchmark_distributed] {args.task} | {args.num_envs} env(s) per rank | {args.steps} timed steps "
         f"per rank | device {args.device} | {os.cpu_count()} CPU cores | torch {torch.__version__}"
     )
-    results = []
-    for world in args.ranks:
-        try:
-            res = run_world(args, world)
-        except RuntimeError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 1
-        res["sps"] = res["env_steps"] / res["seconds"]
-        results.append(res)
+    ratios: dict[int, list[float]] = {world: [] for world in args.ranks[1:]}
+    for round_ in range(1, args.repeats + 1):
+        results = []
+        for world in args.ranks:
+            try:
+                res = run_world(args, world)
+            except RuntimeError as err:
+                print(f"error: {err}", file=sys.stderr)
+                return 1
+            res["sps"] = res["env_steps"] / res["seconds"]
+            results.append(res)
+            print(
+                f"  round {round_}, {world} rank(s): {res['sps']:9.1f} env steps/s summed over ranks "
+                f"({res['env_steps']:,} steps in {res['seconds']:.1f} s)",
+                flush=True,
+            )
+        for res in results[1:]:
+            ratios[res["world_size"]].append(res["sps"] / results[0]["sps"])
+    base = args.ranks[0]
+    for world, values in ratios.items():
+        per_round = ", ".join(f"{v:.2f}" for v in values)
         print(
-            f"  {world} rank(s): {res['sps']:9.1f} env steps/s summed over ranks "
-            f"({res['env_steps']:,} steps in {res['seconds']:.1f} s)",
-            flush=True,
-        )
-    base = results[0]
-    for res in results[1:]:
-        print(
-            f"  scale-out {res['world_size']} vs {base['world_size']} rank(s): "
-            f"{res['sps'] / base['sps']:.2f}x (ideal {res['world_size'] / base['world_size']:.0f}x)"
+            f"  scale-out {world} vs {base} rank(s): {statistics.median(values):.2f}x median "
+            f"(rounds: {per_round}; ideal {world / base:.0f}x)"
         )
     return 0
 
