@@ -65,7 +65,6 @@ def worker(args: argparse.Namespace) -> int:
 
     dist = init_from_env()
     world, n = dist.world_size, args.num_envs
-    warm = args.warmup * n * world
     cfg = load_config(
         args.task,
         [
@@ -74,12 +73,15 @@ def worker(args: argparse.Namespace) -> int:
             "env.eval_envs=0",
             "torch_threads=1",
             "runner.progress=false",
-            f"runner.warmup_steps={max(1, warm // 2)}",
             f"runner.log_interval={10**12}",
-            f"runner.total_steps={warm}",
             *args.overrides,
         ],
     )
+    # Untimed: half random actions, then updates, and at least a batch in every rank's buffer.
+    warm_iters = max(args.warmup, -(-cfg.algo.batch_size // n) + args.warmup // 2)
+    warm = warm_iters * n * world
+    cfg.runner.warmup_steps = max(1, args.warmup // 2) * n * world
+    cfg.runner.total_steps = warm
     dist.configure(cfg)
     env = make_env_from_config(cfg, n)
     runner = OffPolicyRunner(cfg, env, None, None, dist=dist)
@@ -88,7 +90,7 @@ def worker(args: argparse.Namespace) -> int:
     dist.barrier()
     if runner.device.type == "cuda":
         torch.cuda.synchronize()
-    start, before = time.perf_counter(), runner.global_step
+    start, before, updates = time.perf_counter(), runner.global_step, runner.num_updates
     runner.learn()
     if runner.device.type == "cuda":
         torch.cuda.synchronize()
@@ -100,7 +102,7 @@ def worker(args: argparse.Namespace) -> int:
             "world_size": world,
             "env_steps": runner.global_step - before,
             "seconds": elapsed,
-            "updates_per_rank": args.steps * cfg.algo.updates_per_step,
+            "updates_per_rank": runner.num_updates - updates,
         }
         print(RESULT_PREFIX + json.dumps(result), flush=True)
     return 0
@@ -143,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
             results.append(res)
             print(
                 f"  round {round_}, {world} rank(s): {res['sps']:9.1f} env steps/s summed over ranks "
-                f"({res['env_steps']:,} steps in {res['seconds']:.1f} s)",
+                f"({res['env_steps']:,} steps, {res['updates_per_rank']:,} updates per rank, "
+                f"in {res['seconds']:.1f} s)",
                 flush=True,
             )
         for res in results[1:]:
