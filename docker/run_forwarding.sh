@@ -18,11 +18,17 @@
 #
 # Run as a program with an interactive shell as the command (bash, sh), the shell is exec'd
 # directly, so `docker run -it IMAGE bash` behaves as usual.
+#
+# MEOW_FORWARD_TO_WORKERS=1 (for torchrun, see docker/cluster/train_multinode.slurm): the signal goes
+# one level further down, to the Python children of those processes when they have any, i.e. to
+# torchrun's workers rather than to torchrun. The workers stop together and rank 0 writes the
+# checkpoint; a signalled torchrun would instead kill its workers 30 s later, written or not.
 
 MEOW_FORWARDED_SIGNAL=""
 _meow_child=""
 
-# PIDs of the topmost python* processes below PID $1 (children of a Python process are not listed).
+# PIDs of the topmost python* processes below PID $1 (children of a Python process are not listed);
+# with $2 = workers, each is replaced by its own python* children when it has any.
 _meow_python_pids() {
     local -A kids=()
     local dir key value pid kid comm
@@ -47,6 +53,18 @@ _meow_python_pids() {
             fi
         done
     done
+    if [ "${2:-}" = workers ]; then
+        local workers=() grandkid
+        for pid in ${found[@]+"${found[@]}"}; do
+            local below=()
+            for grandkid in ${kids[$pid]:-}; do
+                comm=$(cat "/proc/$grandkid/comm" 2>/dev/null || true)
+                if [[ $comm == python* ]]; then below+=("$grandkid"); fi
+            done
+            if [ "${#below[@]}" -gt 0 ]; then workers+=("${below[@]}"); else workers+=("$pid"); fi
+        done
+        found=(${workers[@]+"${workers[@]}"})
+    fi
     echo "${found[*]:-}"
 }
 
@@ -58,7 +76,9 @@ _meow_forward() {
     fi
     MEOW_FORWARDED_SIGNAL=$sig
     [ -n "$_meow_child" ] || return 0 # not started yet: meow_run_forwarding passes it on at start
-    targets=$(_meow_python_pids "$_meow_child")
+    local depth=""
+    if [ "${MEOW_FORWARD_TO_WORKERS:-0}" = 1 ]; then depth=workers; fi
+    targets=$(_meow_python_pids "$_meow_child" "$depth")
     if [ -n "$targets" ]; then
         echo "[run_forwarding] SIG$sig received: sending SIGTERM to python pid(s) $targets" >&2
         # shellcheck disable=SC2086  # one word per pid

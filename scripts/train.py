@@ -4,6 +4,7 @@
     python scripts/train.py --task MultiGoal runner.total_steps=4000
     python scripts/train.py --resume logs/meow/Hopper-v5/<timestamp> runner.total_steps=2000000
     ./isaaclab.sh -p scripts/train.py --task Isaac-Ant-v0 --algo meow --headless --num_envs 4096
+    torchrun --nproc_per_node 4 scripts/train.py --task Isaac-Ant-v0 --distributed --num_envs 4096
 
 Settings come from config/meow.yaml, then the task file, then the key=value overrides. An env
 kind may take overrides of its own (Isaac tasks: physics=newton_mjwarp | physx, presets=...,
@@ -41,6 +42,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="core",
         choices=RUNNERS,
         help="training loop: core (default) or rl_games (MEow as an rl-games algorithm, rl-games log layout)",
+    )
+    parser.add_argument(
+        "--distributed",
+        action="store_true",
+        help="data-parallel training, one process per GPU (or CPU rank), started by torchrun; "
+        "--num_envs is per rank, env steps are counted over all ranks",
     )
     parser.add_argument("--resume", metavar="PATH", help="checkpoint file or run directory to continue from")
     parser.add_argument("--checkpoint", metavar="PATH", help="same as --resume (Isaac Lab's name)")
@@ -137,11 +144,11 @@ def train_rl_games(cfg, ckpt: dict | None) -> int:
     return 0
 
 
-def prepare(args):
+def prepare(args, dist=None):
     """Everything before training starts; a bad input raises ConfigError, CheckpointError, ...
 
     Returns ``(cfg, env, eval_env, runner, run_dir)``, or the exit status when a baseline or the
-    rl-games runner ran instead.
+    rl-games runner ran instead. ``dist``: this process's rank of a data-parallel run (or None).
     """
     from meow.config import ConfigError, config_from_checkpoint, find_task, load_config
     from meow.envs import get_kind, make_env_from_config
@@ -165,7 +172,9 @@ def prepare(args):
     else:
         cfg = load_config(args.task, args.overrides)
     if args.max_iterations is not None:
-        cfg.runner.total_steps = args.max_iterations * cfg.env.num_envs
+        cfg.runner.total_steps = args.max_iterations * cfg.env.num_envs * (dist.world_size if dist else 1)
+    if dist is not None:
+        dist.configure(cfg)  # cuda:<local_rank>, the rank's seed
     check_creatable_dir(cfg.runner.log_dir, "runner.log_dir")
     kind = get_kind(cfg.env.kind)
     if args.algo != "meow":
@@ -181,8 +190,9 @@ def prepare(args):
             raise ConfigError("--video is not available with --runner rl_games; use the core runner")
         return train_rl_games(cfg, ckpt)
     run_dir = new_run_dir(cfg)
+    main_rank = dist is None or dist.is_main  # the only rank that writes
     video = None
-    if args.video:
+    if args.video and main_rank:
         if not kind.training_video:
             raise ConfigError(
                 f"--video records training of env kinds that support it, not {cfg.env.kind} tasks; "
@@ -197,13 +207,14 @@ def prepare(args):
     env = eval_env = None
     try:
         env = make_env_from_config(cfg, cfg.env.num_envs, video=video)
-        if cfg.env.eval_envs > 0:
+        if cfg.env.eval_envs > 0 and main_rank:
             eval_env = make_env_from_config(cfg, cfg.env.eval_envs)
-        runner = OffPolicyRunner(cfg, env, eval_env, run_dir)
+        runner = OffPolicyRunner(cfg, env, eval_env, run_dir, dist=dist)
         if ckpt is not None:
             runner.load(ckpt)
             print(f"[meow] resumed {ckpt['path']} at env step {runner.global_step:,}")
-        kind.write_run_files(run_dir, cfg, env)
+        if main_rank:
+            kind.write_run_files(run_dir, cfg, env)
     except BaseException:
         for e in (env, eval_env):
             if e is not None:
@@ -216,11 +227,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from meow.baselines import BaselineError
     from meow.config import ConfigError
+    from meow.distributed import DistributedError, init_from_env
     from meow.envs import EnvKindError
     from meow.runners import CheckpointError, CheckpointWriteError
 
+    dist = None
     try:
-        prepared = prepare(args)
+        if args.distributed:
+            if args.runner != "core" or args.algo != "meow":
+                given = f"--runner {args.runner}" if args.runner != "core" else f"--algo {args.algo}"
+                raise ConfigError(
+                    f"{given} does not support --distributed; use the core runner with MEow "
+                    "(leave out --runner and --algo)"
+                )
+            dist = init_from_env()
+        prepared = prepare(args, dist)
     except (
         ConfigError,
         CheckpointError,
@@ -248,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     # Ctrl-C, and the SIGTERM a cluster scheduler sends before it kills a job, save a checkpoint.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    if dist is not None:
+        dist.install_signal_handlers()  # ranks stop together, at the runner's next collective check
     try:
         runner.learn()
     except KeyboardInterrupt:
@@ -261,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"\n[meow] interrupted at env step {runner.global_step:,}; saved {path}")
         return 130
-    except (FloatingPointError, CheckpointWriteError) as err:
+    except (FloatingPointError, CheckpointWriteError, DistributedError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     finally:

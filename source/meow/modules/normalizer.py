@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
+
+Moments = tuple[Tensor, Tensor, Tensor]
 
 
 class EmpiricalNormalization(nn.Module):
@@ -17,10 +21,20 @@ class EmpiricalNormalization(nn.Module):
         shape: feature shape.
         eps: added to the variance before the square root.
         clip: normalized values are clipped to ``[-clip, clip]``.
+        reduce_moments: maps a batch's ``(count, mean, variance)`` to those of a larger batch
+            before they are merged, e.g. the union of every rank's batch
+            (:meth:`meow.distributed.DistContext.reduce_moments`); None uses the batch as is.
     """
 
-    def __init__(self, shape: int | tuple[int, ...], eps: float = 1e-8, clip: float = 10.0) -> None:
+    def __init__(
+        self,
+        shape: int | tuple[int, ...],
+        eps: float = 1e-8,
+        clip: float = 10.0,
+        reduce_moments: Callable[[Tensor, Tensor, Tensor], Moments] | None = None,
+    ) -> None:
         super().__init__()
+        self.reduce_moments = reduce_moments
         shape = (shape,) if isinstance(shape, int) else tuple(shape)
         self.eps = eps
         self.clip = clip
@@ -35,9 +49,11 @@ class EmpiricalNormalization(nn.Module):
     def update(self, x: Tensor) -> None:
         """Merges a batch ``(B, *shape)`` into the statistics (parallel variance formula)."""
         x = x.reshape(-1, *self.mean.shape).to(self.mean.dtype)
-        batch_count = x.shape[0]
+        batch_count = torch.tensor(x.shape[0], dtype=self.count.dtype, device=self.count.device)
         batch_mean = x.mean(0)
         batch_var = x.var(0, unbiased=False)
+        if self.reduce_moments is not None:
+            batch_count, batch_mean, batch_var = self.reduce_moments(batch_count, batch_mean, batch_var)
         total = self.count + batch_count
         ratio = (batch_count / total).to(self.mean.dtype)
         delta = batch_mean - self.mean

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -25,6 +26,9 @@ from meow.runners.progress import Progress
 from meow.storage import ReplayBuffer
 from meow.utils.io import atomic_torch_save
 from meow.utils.seeding import get_rng_state, seed_everything, set_rng_state
+
+if TYPE_CHECKING:
+    from meow.distributed import DistContext
 
 
 def build_policy(cfg: DictConfig, obs_dim: int, action_dim: int) -> FlowPolicy:
@@ -63,6 +67,10 @@ class OffPolicyRunner:
             None keeps everything in memory.
         writer_dir: where TensorBoard events go instead of ``log_dir`` (rl-games' ``summaries/``).
         checkpoint_name: file name of the checkpoint at an env step (default ``model_<step>.pt``).
+        dist: this process's rank in a data-parallel run (:func:`meow.distributed.init_from_env`,
+            with ``cfg`` already passed through its ``configure``); None for a single process.
+            Ranks other than 0 write nothing; env steps are counted over all ranks, so
+            ``runner.total_steps`` and the intervals are totals over ranks.
     """
 
     def __init__(
@@ -73,8 +81,18 @@ class OffPolicyRunner:
         log_dir: str | Path | None = None,
         writer_dir: str | Path | None = None,
         checkpoint_name: Callable[[int], str] | None = None,
+        *,
+        dist: DistContext | None = None,
     ) -> None:
         self.cfg = cfg
+        self.dist = dist
+        self.world_size = dist.world_size if dist is not None else 1
+        self.is_main = dist is None or dist.is_main
+        self._saves_checkpoints = log_dir is not None
+        """Whether :meth:`learn` writes checkpoints; in a data-parallel run every rank takes part
+        (rank 0 writes, the others wait for it), so that all ranks pass the same points."""
+        if not self.is_main:
+            log_dir = writer_dir = None
         self.device = torch.device(cfg.device)
         if cfg.torch_threads > 0:
             torch.set_num_threads(cfg.torch_threads)
@@ -93,7 +111,12 @@ class OffPolicyRunner:
                 )
         a = cfg.algo
         policy = build_policy(cfg, env.obs_dim, env.action_dim).to(self.device)
-        normalizer = EmpiricalNormalization(env.obs_dim).to(self.device) if a.normalize_obs else None
+        reduce_moments = dist.reduce_moments if dist is not None else None
+        normalizer = (
+            EmpiricalNormalization(env.obs_dim, reduce_moments=reduce_moments).to(self.device)
+            if a.normalize_obs
+            else None
+        )
         self.alg = MEow(
             policy,
             normalizer,
@@ -103,6 +126,7 @@ class OffPolicyRunner:
             grad_clip=a.grad_clip,
             n_step=a.n_step,
             capture=a.capture,
+            reduce_grads=dist.reduce_grads if dist is not None else None,
         )
         self.buffer = ReplayBuffer(
             cfg.buffer.capacity,
@@ -110,10 +134,10 @@ class OffPolicyRunner:
             env.obs_dim,
             env.action_dim,
             self.device,
-            verbose=cfg.runner.progress,
+            verbose=cfg.runner.progress and self.is_main,
         )
         self.global_step = 0
-        """Environment steps taken so far, summed over the parallel envs."""
+        """Environment steps taken so far, summed over the parallel envs (and over ranks)."""
         self.num_updates = 0
         self.num_evals = 0
         self._obs: Tensor | None = None
@@ -175,28 +199,41 @@ class OffPolicyRunner:
     def _crossed(self, before: int, interval: int) -> bool:
         return self.global_step // interval > before // interval
 
-    def _check_env_finite(self) -> None:
+    def _raise_env_fault(self) -> None:
         reward_step, obs_step = self._env_fault.tolist()
-        if reward_step >= 0 or obs_step >= 0:
-            what, step = (
-                ("reward", reward_step)
-                if obs_step < 0 or 0 <= reward_step <= obs_step
-                else ("observation", obs_step)
-            )
-            newest = run_checkpoints(self.log_dir)[-1][1] if self.log_dir is not None else None
-            kept = (
-                f"the newest checkpoint, {newest}, is the last good one"
-                if newest is not None and newest.exists()
-                else "no checkpoint was written"
-            )
+        newest = run_checkpoints(self.log_dir)[-1][1] if self.log_dir is not None else None
+        kept = (
+            f"the newest checkpoint, {newest}, is the last good one"
+            if newest is not None and newest.exists()
+            else "no checkpoint was written"
+        )
+        if reward_step < 0 and obs_step < 0:  # another rank's environment
             raise FloatingPointError(
-                f"{self.cfg.env.id} returned a non-finite (NaN or inf) {what} at env step {step:,}; "
+                f"another rank's {self.cfg.env.id} returned a non-finite (NaN or inf) value; "
                 f"stopped without writing a checkpoint: {kept}"
             )
+        what, step = (
+            ("reward", reward_step)
+            if obs_step < 0 or 0 <= reward_step <= obs_step
+            else ("observation", obs_step)
+        )
+        raise FloatingPointError(
+            f"{self.cfg.env.id} returned a non-finite (NaN or inf) {what} at env step {step:,}; "
+            f"stopped without writing a checkpoint: {kept}"
+        )
 
-    def _check_finite(self) -> None:
-        self._check_env_finite()
-        if self.alg.nonfinite.item():
+    def _check_finite(self, collective: bool = False) -> None:
+        """Raises FloatingPointError after a non-finite environment output or update;
+        ``collective``: on every rank when any rank had one (every rank must call it at the same
+        point)."""
+        env_bad = bool((self._env_fault >= 0).any().item())
+        bad = bool(self.alg.nonfinite.item())
+        if collective and self.dist is not None:
+            env_bad = self.dist.any(env_bad, "the non-finite environment check")
+            bad = self.dist.any(bad, "the non-finite loss check")
+        if env_bad:
+            self._raise_env_fault()
+        if bad:
             raise FloatingPointError(
                 f"non-finite loss or gradient norm in the updates up to env step {self.global_step:,}; "
                 "stopped without writing a checkpoint (earlier ones are kept). Lower algo.lr or "
@@ -221,12 +258,25 @@ class OffPolicyRunner:
             OmegaConf.save(cfg, self.log_dir / "config.yaml")
         if self._obs is None:
             self._obs = env.reset(seed=cfg.seed).to(self.device)
+        dist, steps_per_iter = self.dist, n * self.world_size
+        # Ranks must agree on when updates start; after a resume only rank 0 has its replay buffer
+        # back, so follow the emptiest rank's fill level.
+        min_stored = len(self.buffer)
+        if dist is not None:
+            dist.broadcast_(self._learner_tensors())
+            min_stored = dist.min_int(min_stored)
+        iteration = 0
         window = torch.zeros(3, device=self.device)  # finished-episode return sum, length sum, count
         metrics: dict[str, Tensor] = {}
         logged: dict[str, float] = {}
         t_window, steps_window = time.perf_counter(), self.global_step
-        progress = Progress(r.total_steps, self.global_step, f"meow {cfg.env.id}", enabled=r.progress)
+        progress = Progress(
+            r.total_steps, self.global_step, f"meow {cfg.env.id}", enabled=r.progress and self.is_main
+        )
         while self.global_step < r.total_steps:
+            if dist is not None and iteration % dist.check_every == 0 and dist.any(dist.stop_requested):
+                raise KeyboardInterrupt("stop requested on a rank")
+            iteration += 1
             obs = self._obs
             if self.global_step < r.warmup_steps:
                 actions = torch.rand(n, env.action_dim, device=self.device) * 2.0 - 1.0
@@ -260,15 +310,19 @@ class OffPolicyRunner:
             self._episode_length.masked_fill_(done, 0.0)
 
             before = self.global_step
-            self.global_step += n
-            progress.update(n)
-            if self.global_step > r.warmup_steps and len(self.buffer) >= cfg.algo.batch_size:
+            self.global_step += steps_per_iter
+            progress.update(steps_per_iter)
+            min_stored += n
+            stored = min_stored if dist is not None else len(self.buffer)
+            if self.global_step > r.warmup_steps and stored >= cfg.algo.batch_size:
                 for _ in range(cfg.algo.updates_per_step):
                     metrics = self.alg.update_from(self.buffer, cfg.algo.batch_size)
                     self.num_updates += 1
 
             if self._crossed(before, r.log_interval):
-                self._check_finite()
+                self._check_finite(collective=True)
+                if dist is not None:
+                    dist.sum_(window)  # episodes finished on every rank
                 now = time.perf_counter()
                 sps = (self.global_step - steps_window) / max(now - t_window, 1e-9)
                 t_window, steps_window = now, self.global_step
@@ -296,14 +350,14 @@ class OffPolicyRunner:
                 logged["eval/return_mean"] = mean
                 progress.show(self._postfix(logged), force=True)
             if (
-                self.log_dir is not None
+                self._saves_checkpoints
                 and self._crossed(before, r.checkpoint_interval)
                 and self.global_step < r.total_steps
             ):
                 self.save()
         progress.close()
-        self._check_finite()
-        if self.log_dir is not None:
+        self._check_finite(collective=True)
+        if self._saves_checkpoints:
             self.save()
         if self._writer is not None:
             self._writer.flush()
@@ -320,6 +374,11 @@ class OffPolicyRunner:
         names = {"charts/episodic_return": "return", "eval/return_mean": "eval", "charts/SPS": "sps"}
         return {short: f"{logged[k]:.1f}" for k, short in names.items() if k in logged}
 
+    def _learner_tensors(self) -> list[Tensor]:
+        from meow.distributed import learner_tensors
+
+        return learner_tensors([self.alg.policy, self.alg.target, self.alg.normalizer], self.alg.optimizer)
+
     # -------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:
         """Everything needed to resume: weights, optimizer, normalizer, counters, RNG, env."""
@@ -332,6 +391,7 @@ class OffPolicyRunner:
             "action_dim": self.env.action_dim,
             "config": OmegaConf.to_container(self.cfg, resolve=True),
             "global_step": self.global_step,
+            "world_size": self.world_size,
             "num_updates": self.num_updates,
             "num_evals": self.num_evals,
             "learner": self.alg.state_dict(),
@@ -342,12 +402,14 @@ class OffPolicyRunner:
             "env_state": env_state,
         }
 
-    def save(self, path: str | Path | None = None) -> Path:
+    def save(self, path: str | Path | None = None) -> Path | None:
         """Writes a checkpoint (``model_<step>.pt`` in the run directory by default).
 
         With ``runner.save_buffer`` the replay buffer goes to ``replay_buffer.pt`` beside it (when
-        it is at most ``runner.save_buffer_max_gib``). ``runner.keep_checkpoints`` > 0 then deletes
-        all but the newest that many ``model_<step>.pt`` of the directory.
+        it is at most ``runner.save_buffer_max_gib``; in a data-parallel run, rank 0's).
+        ``runner.keep_checkpoints`` > 0 then deletes all but the newest that many
+        ``model_<step>.pt`` of the directory. In a data-parallel run every rank calls this: rank 0
+        writes, the others write nothing, wait until it is written and return None.
 
         Raises:
             FloatingPointError: the environment or the learner produced NaN or inf since the last
@@ -355,6 +417,14 @@ class OffPolicyRunner:
             CheckpointWriteError: the checkpoint could not be written (e.g. the disk is full); the
                 previous checkpoint is left as it was.
         """
+        if self.dist is not None:
+            self._check_finite(collective=True)  # never a NaN checkpoint, and no rank left waiting
+            path = self._save_main(path) if self.is_main else None
+            self.dist.barrier("the wait for rank 0's checkpoint")
+            return path
+        return self._save_main(path)
+
+    def _save_main(self, path: str | Path | None) -> Path:
         self._check_finite()
         if path is None:
             if self.log_dir is None:
@@ -416,6 +486,15 @@ class OffPolicyRunner:
         self.global_step = ckpt["global_step"]
         self.num_updates = ckpt["num_updates"]
         self.num_evals = ckpt["num_evals"]
+        saved_world = ckpt.get("world_size", 1)
+        if saved_world != self.world_size and self.is_main and self.cfg.runner.progress:
+            print(f"[meow] {src} was written by {saved_world} rank(s); continuing on {self.world_size}")
+        if not self.is_main:
+            # The checkpoint holds rank 0's generators, environments and replay buffer; this rank
+            # keeps its own seed (moved on by the step count) and starts fresh episodes.
+            seed_everything(self.cfg.seed + self.global_step)
+            self._obs = self.env.reset(seed=self.cfg.seed + self.global_step).to(self.device)
+            return
         set_rng_state(ckpt["rng"])
         restorable = ckpt["env_state"] is not None and hasattr(self.env, "load_state_dict")
         if restorable:
