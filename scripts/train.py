@@ -60,7 +60,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--max_iterations",
         type=int,
-        help="train for N vectorized steps (runner.total_steps = N x env.num_envs)",
+        help="train for N vectorized steps (runner.total_steps = N x env.num_envs [x ranks])",
     )
     isaac = parser.add_argument_group("Isaac Lab tasks")
     isaac.add_argument(
