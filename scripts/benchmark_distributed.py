@@ -8,8 +8,9 @@
 Each world size runs as its own ``torchrun --standalone`` job of this script, one after the other
 in this one invocation, with one torch thread per rank (``OMP_NUM_THREADS=1``, ``torch_threads=1``).
 Every rank trains the same MEow as ``scripts/train.py --distributed`` (the core runner, gradients
-all-reduced every update), first ``--warmup`` vectorized steps (random actions, buffer fill, first
-updates), then ``--steps`` timed vectorized steps with an update after each. The figure is the
+all-reduced every update), first at least ``--warmup`` untimed vectorized steps (half of them
+random actions, and as many as every rank's buffer needs to hold a batch), then ``--steps`` timed
+vectorized steps with an update after each. The figure is the
 env steps of the timed part summed over ranks, divided by its wall-clock time. The ratio of each
 world size to the first is printed, per round and as the median over ``--repeats`` rounds (the
 world sizes alternate, so that a busy neighbour slows both alike): on a machine with at least N

@@ -58,7 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--max_iterations",
         type=at_least(1),
-        help="train for N vectorized steps (runner.total_steps = N x env.num_envs)",
+        help="train for N vectorized steps (runner.total_steps = N x env.num_envs [x ranks])",
     )
     video = parser.add_argument_group("env kinds that record training video (Isaac Lab tasks)")
     video.add_argument(
