@@ -137,7 +137,9 @@ class MEow:
             # is part of the key.
             inductor_config.cpp.threads = torch.get_num_threads()
             self._step_fn = torch.compile(self._update_step, mode=compile_mode)
-        self._update_graph: tuple[torch.cuda.CUDAGraph, tuple[int, int], dict[str, Tensor]] | None = None
+        # (graph, the buffer it reads, batch size, its outputs); holding the buffer keeps the
+        # memory that the graph reads alive
+        self._update_graph: tuple[torch.cuda.CUDAGraph, WindowSampler, int, dict[str, Tensor]] | None = None
         self._act_graphs: dict[tuple[tuple[int, ...], bool], tuple[torch.cuda.CUDAGraph, Tensor, Tensor]] = {}
 
     # ------------------------------------------------------------------ acting
@@ -242,14 +244,13 @@ class MEow:
         ``cudagraph`` the same tensors every call, overwritten by the next update)."""
         if not self._graphed:
             return self._step_fn(buffer, batch_size)
-        key = (id(buffer), batch_size)
-        if self._update_graph is None or self._update_graph[1] != key:
-            self._capture_update(buffer, batch_size, key)
-        graph, _, stats = self._update_graph
+        if self._update_graph is None or self._update_graph[1:3] != (buffer, batch_size):
+            self._capture_update(buffer, batch_size)
+        graph, _, _, stats = self._update_graph
         graph.replay()
         return stats
 
-    def _capture_update(self, buffer: WindowSampler, batch_size: int, key: tuple[int, int]) -> None:
+    def _capture_update(self, buffer: WindowSampler, batch_size: int) -> None:
         """Records the update step (eager or compiled kernels) as one CUDA graph, leaving the
         learner's state as it was.
 
@@ -286,7 +287,7 @@ class MEow:
         with torch.cuda.graph(graph):
             stats = self._step_fn(buffer, batch_size)
         torch.cuda.set_rng_state(rng, self.device)
-        self._update_graph = (graph, key, stats)
+        self._update_graph = (graph, buffer, batch_size, stats)
 
     # ------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:
