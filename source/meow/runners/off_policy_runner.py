@@ -312,9 +312,8 @@ class OffPolicyRunner:
             before = self.global_step
             self.global_step += steps_per_iter
             progress.update(steps_per_iter)
-            min_stored += n
-            stored = min_stored if dist is not None else len(self.buffer)
-            if self.global_step > r.warmup_steps and stored >= cfg.algo.batch_size:
+            min_stored += n  # len(self.buffer) alone, except that it stops growing at capacity
+            if self.global_step > r.warmup_steps and min_stored >= cfg.algo.batch_size:
                 for _ in range(cfg.algo.updates_per_step):
                     metrics = self.alg.update_from(self.buffer, cfg.algo.batch_size)
                     self.num_updates += 1
