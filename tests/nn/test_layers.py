@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from meow.nn.layers import EnsembleLinear, Swish, mlp
+from meow.nn.layers import Dropout, EnsembleLinear, Swish, mlp
 
 
 def test_swish_with_unit_beta_is_silu() -> None:
@@ -47,11 +47,11 @@ def test_mlp_builds_layer_norm_and_dropout_only_when_asked(layer_norm: bool, dro
     net = mlp(5, (8, 6), 3, layer_norm=layer_norm, dropout=dropout)
     expected: list[type[nn.Module]] = []
     for _ in range(2):
-        expected += [nn.Linear] + [nn.LayerNorm] * layer_norm + [Swish] + [nn.Dropout] * (dropout > 0)
+        expected += [nn.Linear] + [nn.LayerNorm] * layer_norm + [Swish] + [Dropout] * (dropout > 0)
     expected.append(nn.Linear)
     assert [type(m) for m in net] == expected
     assert [m.normalized_shape for m in net if isinstance(m, nn.LayerNorm)] == [(8,), (6,)] * layer_norm
-    assert all(m.p == dropout for m in net if isinstance(m, nn.Dropout))
+    assert all(m.p == pytest.approx(dropout, abs=2**-16) for m in net if isinstance(m, Dropout))
     assert [(m.in_features, m.out_features) for m in net if isinstance(m, nn.Linear)] == [
         (5, 8),
         (8, 6),
@@ -102,3 +102,27 @@ def test_ensemble_linear_matches_per_head_matmuls() -> None:
         torch.testing.assert_close(out_shared[h], shared @ layer.weight[h] + layer.bias[h, 0])
         torch.testing.assert_close(out_per_head[h], per_head[h] @ layer.weight[h] + layer.bias[h, 0])
     torch.testing.assert_close(layer(shared.expand(3, -1, -1)), out_shared)
+
+
+def test_dropout_zeroes_units_with_its_probability_and_keeps_the_mean() -> None:
+    """Training mode: about p of the units are zero, the others scaled by 1 / (1 - p), so the
+    mean is kept; every 16-bit slice of the random words contributes (no stuck units); eval
+    mode and p = 0 are the identity."""
+    torch.manual_seed(0)
+    drop = Dropout(0.1)
+    assert drop.p == pytest.approx(0.1, abs=2**-16)
+    x = torch.ones(400, 1001)  # an odd size: the last 64-bit word is only partly used
+    y = drop(x)
+    zero = y == 0
+    assert abs(zero.float().mean().item() - drop.p) < 0.003
+    torch.testing.assert_close(y[~zero], torch.full_like(y[~zero], 1.0 / (1.0 - drop.p)))
+    # units at every position mod 4 (one 16-bit slice each) are dropped at the same rate
+    rates = [zero.flatten()[k::4].float().mean().item() for k in range(4)]
+    assert max(rates) - min(rates) < 0.01
+    # two draws differ (fresh masks each call)
+    assert not torch.equal(zero, drop(x) == 0)
+    assert abs(drop(x).mean().item() - 1.0) < 0.01
+    assert torch.equal(drop.eval()(x), x)
+    assert torch.equal(Dropout(0.0)(x), x)
+    with pytest.raises(ValueError, match="dropout=1.0 is invalid"):
+        Dropout(1.0)

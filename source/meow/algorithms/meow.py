@@ -114,20 +114,27 @@ class MEow:
         self.grad_clip = grad_clip
         self.n_step = n_step
         self.reduce_grads = reduce_grads
-        # The fused kernel is several times faster than the per-tensor loop on CPU and GPU;
-        # capturable keeps Adam's step counters on the GPU so that a CUDA graph can replay it.
+        # Every parameter is a view of one flat tensor (and every gradient of one flat gradient),
+        # so that Adam, the grad-norm clip, the Polyak step and zeroing are one operation each
+        # rather than one per parameter tensor: on the CPU those loops cost more than the
+        # arithmetic, on a GPU more kernel launches. The fused kernel is several times faster
+        # than the per-tensor loop on CPU and GPU; capturable keeps Adam's step counters on the
+        # GPU so that a CUDA graph can replay it.
+        self._params = list(policy.parameters())
+        self._flat = flatten_parameters(self._params)
+        self._target_flat = flatten_parameters(list(self.target.parameters()))
+        self._grad_views = bind_flat_grad(self._flat, self._params)
         self.optimizer = torch.optim.Adam(
-            policy.parameters(),
+            [self._flat],
             lr=lr,
             fused=self.device.type in ("cpu", "cuda"),
             capturable=self.device.type == "cuda" and self.capture != "none",
         )
-        self._params = list(policy.parameters())
-        self._target_params = list(self.target.parameters())
         self.nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
         """True once any update produced a non-finite loss or gradient norm."""
         self._discounts = gamma ** torch.arange(n_step + 1, dtype=torch.float32, device=self.device)
-        self._step_fn = self._update_step
+        self._loss_fn = self._sampled_loss
+        self._act_fn = self._act
         if self.capture == "compile":
             from torch._inductor import config as inductor_config
 
@@ -136,7 +143,18 @@ class MEow:
             # be reused (and run several times slower; pytorch/pytorch#160812). An explicit setting
             # is part of the key.
             inductor_config.cpp.threads = torch.get_num_threads()
-            self._step_fn = torch.compile(self._update_step, mode=compile_mode)
+            # Random numbers from aten's generators rather than inductor's own: a compiled
+            # update then draws the same samples and dropout masks as an eager one from the
+            # same seed (and aten's are the faster ones on the CPU).
+            inductor_config.fallback_random = True
+            # Sampling and the loss are compiled (forward and backward); the optimizer part is a
+            # handful of fused operations that gain nothing from tracing (torch.optim breaks
+            # the graph into many small ones, each with its own guard checks).
+            self._loss_fn = torch.compile(self._sampled_loss, mode=compile_mode)
+            if self.device.type == "cpu":
+                # On the CPU, sampling one env's action is a few hundred tiny operations whose
+                # dispatch costs more than their arithmetic; compiled it is a few calls.
+                self._act_fn = torch.compile(self._act, mode=compile_mode)
         # (graph, the buffer it reads, batch size, its outputs); holding the buffer keeps the
         # memory that the graph reads alive
         self._update_graph: tuple[torch.cuda.CUDAGraph, WindowSampler, int, dict[str, Tensor]] | None = None
@@ -149,7 +167,7 @@ class MEow:
         if self._graphed and obs.is_cuda:
             return self._act_replay(obs, deterministic)
         self.policy.eval()
-        return self._act(obs, deterministic)
+        return self._act_fn(obs, deterministic)
 
     def _act(self, obs: Tensor, deterministic: bool) -> Tensor:
         obs = self.normalizer(obs)
@@ -217,33 +235,54 @@ class MEow:
         return {"target": soft_return + bootstrap, "next_v": next_v}
 
     # -------------------------------------------------------------- the update
+    def _sampled_loss(self, buffer: WindowSampler, batch_size: int) -> tuple[Tensor, dict[str, Tensor]]:
+        return self._loss(buffer.sample_windows(batch_size, self.n_step))
+
     def _train_step(self, batch: TransitionBatch) -> dict[str, Tensor]:
         self.policy.train()
-        loss, stats = self._loss(batch)
-        self.optimizer.zero_grad(set_to_none=True)
+        return self._step(*self._loss(batch))
+
+    def _update_step(self, buffer: WindowSampler, batch_size: int) -> dict[str, Tensor]:
+        self.policy.train()
+        return self._step(*self._loss_fn(buffer, batch_size))
+
+    def _step(self, loss: Tensor, stats: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Backward, gradient hook, clip, Adam and Polyak for a loss (one fused kernel each where
+        possible, so this part runs eagerly under every capture mode)."""
+        grad = self._flat.grad
+        grad.zero_()  # the parameters' gradients are views of it: backward accumulates in place
         loss.backward()
         if self.reduce_grads is not None:
-            self.reduce_grads([p.grad for p in self._params if p.grad is not None])
-        grad_norm = nn.utils.clip_grad_norm_(self._params, self.grad_clip, foreach=True)
+            self.reduce_grads([grad])
+        # clip_grad_norm_'s arithmetic on the one flat gradient, without its per-tensor bookkeeping
+        grad_norm = torch.linalg.vector_norm(grad)
+        grad.mul_(torch.clamp(self.grad_clip / (grad_norm + 1e-6), max=1.0))
         self.optimizer.step()
         with torch.no_grad():
-            torch._foreach_lerp_(self._target_params, self._params, self.tau)
+            self._target_flat.lerp_(self._flat, self.tau)
             self.nonfinite |= ~(torch.isfinite(loss) & torch.isfinite(grad_norm))
         return {"loss": loss.detach(), "grad_norm": grad_norm, **stats}
 
-    def _update_step(self, buffer: WindowSampler, batch_size: int) -> dict[str, Tensor]:
-        return self._train_step(buffer.sample_windows(batch_size, self.n_step))
-
     def update(self, batch: TransitionBatch) -> dict[str, Tensor]:
         """One gradient step on a given batch (eager) and one Polyak step; detached scalars."""
+        if self._flat.grad is None or any(
+            p.grad is not g for p, g in zip(self._params, self._grad_views, strict=True)
+        ):
+            self._grad_views = bind_flat_grad(self._flat, self._params)
         return self._train_step(batch)
 
     def update_from(self, buffer: WindowSampler, batch_size: int) -> dict[str, Tensor]:
         """Samples ``batch_size`` windows of ``n_step`` transitions from ``buffer`` and takes one
         update step, run as ``capture`` says. Returns detached scalar tensors (under
         ``cudagraph`` the same tensors every call, overwritten by the next update)."""
+        if self._flat.grad is None or any(
+            p.grad is not g for p, g in zip(self._params, self._grad_views, strict=True)
+        ):
+            # someone set the gradients to None (e.g. module.zero_grad()): views again
+            self._grad_views = bind_flat_grad(self._flat, self._params)
+            self._update_graph = None
         if not self._graphed:
-            return self._step_fn(buffer, batch_size)
+            return self._update_step(buffer, batch_size)
         if self._update_graph is None or self._update_graph[1:3] != (buffer, batch_size):
             self._capture_update(buffer, batch_size)
         graph, _, _, stats = self._update_graph
@@ -258,7 +297,7 @@ class MEow:
         pick their kernels; the parameters, target, optimizer state and RNG are then put back,
         so the first replay takes the step that an eager update would have taken.
         """
-        tensors = [*self._params, *self._target_params, self.nonfinite]
+        tensors = [self._flat, self._target_flat, self.nonfinite]
         saved = [t.detach().clone() for t in tensors]
         fresh = not self.optimizer.state
         opt_state = [v for s in self.optimizer.state.values() for v in s.values() if torch.is_tensor(v)]
@@ -268,7 +307,7 @@ class MEow:
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):
             for _ in range(3):
-                self._step_fn(buffer, batch_size)
+                self._update_step(buffer, batch_size)
         torch.cuda.current_stream(self.device).wait_stream(side)
         with torch.no_grad():
             for t, s in zip(tensors, saved, strict=True):
@@ -281,11 +320,9 @@ class MEow:
             else:
                 for t, s in zip(opt_state, saved_opt, strict=True):
                     t.copy_(s)
-        # Gradients are allocated inside the graph's memory pool.
-        self.optimizer.zero_grad(set_to_none=True)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            stats = self._step_fn(buffer, batch_size)
+            stats = self._update_step(buffer, batch_size)
         torch.cuda.set_rng_state(rng, self.device)
         self._update_graph = (graph, buffer, batch_size, stats)
 
@@ -303,7 +340,56 @@ class MEow:
         """Restores :meth:`state_dict`; captured graphs are recorded again at the next call."""
         self.policy.load_state_dict(state["policy"])
         self.target.load_state_dict(state["target"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.optimizer.load_state_dict(flat_optimizer_state(state["optimizer"], self._params))
         self.normalizer.load_state_dict(state["normalizer"])
         self._update_graph = None
         self._act_graphs.clear()
+
+
+# --------------------------------------------------------------- flat parameters
+def flatten_parameters(params: list[Tensor]) -> nn.Parameter:
+    """Moves ``params`` into one contiguous parameter and makes each a view of it (values kept).
+
+    Modules keep their own parameters (their state dicts and forward passes are unchanged); an
+    optimizer, a clip or a Polyak step over the returned tensor acts on all of them at once.
+    """
+    with torch.no_grad():
+        flat = nn.Parameter(torch.cat([p.detach().reshape(-1) for p in params]))
+    offset = 0
+    for p in params:
+        p.data = flat.data[offset : offset + p.numel()].view_as(p)
+        offset += p.numel()
+    return flat
+
+
+def bind_flat_grad(flat: nn.Parameter, params: list[Tensor]) -> list[Tensor]:
+    """Gives ``flat`` a zero gradient and makes each parameter's gradient a view of it, so that
+    backward passes accumulate into it in place; returns the views."""
+    flat.grad = torch.zeros_like(flat)
+    views, offset = [], 0
+    for p in params:
+        p.grad = flat.grad[offset : offset + p.numel()].view_as(p)
+        views.append(p.grad)
+        offset += p.numel()
+    return views
+
+
+def flat_optimizer_state(state: dict, params: list[Tensor]) -> dict:
+    """An Adam state dict over the flat parameter; one saved with a parameter per tensor (older
+    checkpoints) has its moments concatenated in the parameters' order."""
+    ids = state["param_groups"][0]["params"]
+    if len(ids) == 1:
+        return state
+    if len(ids) != len(params):
+        raise ValueError(f"the optimizer state holds {len(ids)} parameters, the flow has {len(params)}")
+    per = [state["state"].get(i) for i in ids]
+    group = {**state["param_groups"][0], "params": [0]}
+    if any(s is None for s in per):  # no step taken yet
+        return {"state": {}, "param_groups": [group]}
+    flat = {
+        key: torch.cat([s[key].reshape(-1) for s in per])
+        for key in per[0]
+        if torch.is_tensor(per[0][key]) and per[0][key].dim() > 0
+    }
+    flat["step"] = per[0]["step"]
+    return {"state": {0: flat}, "param_groups": [group]}

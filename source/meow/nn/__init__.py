@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from meow.nn.layers import EnsembleLinear, EnsembleMLP, Swish, mlp
+from meow.nn.layers import Dropout, EnsembleLinear, EnsembleMLP, Swish, mlp
 
-__all__ = ["EnsembleLinear", "EnsembleMLP", "Swish", "mlp"]
+__all__ = ["Dropout", "EnsembleLinear", "EnsembleMLP", "Swish", "mlp"]

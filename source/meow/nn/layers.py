@@ -25,6 +25,44 @@ class Swish(nn.Module):
         return x * torch.sigmoid(self.beta * x)
 
 
+class Dropout(nn.Module):
+    """Inverted dropout whose masks come from 16-bit random integers.
+
+    The same function as ``nn.Dropout`` (each unit is zeroed with probability ``p`` and the
+    others scaled by ``1 / (1 - p)`` in training mode; the identity in eval mode), with ``p``
+    rounded to a multiple of ``2**-16`` (0.1 becomes 0.1000061). The mask is drawn as raw
+    random bits, four units per 64-bit random number, which on the CPU costs several times less
+    than ``bernoulli_`` (the coupling networks' eight dropout layers were a tenth of an update).
+    Only aten random-number operations are used, so compiled and captured updates draw the same
+    masks as eager ones from the same generator state.
+
+    Args:
+        p: dropout probability in ``[0, 1)``.
+    """
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout={p} is invalid; valid: a probability in [0, 1)")
+        levels = round(p * 65536)
+        self.p = levels / 65536
+        # a unit is kept where its 16-bit signed random integer is >= threshold
+        self.threshold = levels - 32768
+        self.scale = 1.0 / (1.0 - self.p)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        n = x.numel()
+        # the whole 64-bit range, so that every 16-bit slice is uniform
+        bits = torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=x.device)
+        keep = bits.view(torch.int16)[:n].view(x.shape) >= self.threshold
+        return x * keep * self.scale
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 def _init_linear(layer: nn.Linear, init: str) -> None:
     if init == "orthogonal":
         nn.init.orthogonal_(layer.weight)
@@ -64,7 +102,7 @@ def mlp(
             layers.append(nn.LayerNorm(width))
         layers.append(Swish(width))
         if dropout > 0.0:
-            layers.append(nn.Dropout(dropout))
+            layers.append(Dropout(dropout))
         last = width
     layers.append(nn.Linear(last, out_dim))
     for layer in layers:

@@ -174,7 +174,9 @@ class ReplayBuffer:
         learner to mask. A pure tensor program over device tensors: it can run inside a
         captured CUDA graph, and it never synchronises with the host.
         """
-        if not self.full and self.pos == 0:
+        # Checked outside compiled code only: traced, the ring position would become a guard
+        # and every new position a recompilation.
+        if not torch.compiler.is_compiling() and not self.full and self.pos == 0:
             raise RuntimeError("cannot sample from an empty replay buffer")
         cap = self.capacity_per_env
         steps = self._steps_t
