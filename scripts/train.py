@@ -291,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
         env.close()
         if eval_env is not None:
             eval_env.close()
-    for label, history in (("deterministic", runner.evaluations), ("stochastic", runner.stochastic_evaluations)):
+    histories = (("deterministic", runner.evaluations), ("stochastic", runner.stochastic_evaluations))
+    for label, history in histories:
         if history:
             _, mean, std = history[-1][:3]
             step, best = max(((e[0], e[1]) for e in history), key=lambda e: e[1])
