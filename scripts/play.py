@@ -32,9 +32,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument(
         "--eval_mode",
-        default="both",
         choices=("deterministic", "stochastic", "both"),
-        help="evaluate the deterministic action, sampled actions, or both (default both)",
+        help="evaluate the deterministic action, sampled actions, or both (default both; core runner)",
     )
     parser.add_argument(
         "--video", action="store_true", help="record the first episode as MP4 (needs imageio-ffmpeg)"
@@ -130,6 +129,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.runner == "rl_games":
             if args.video or args.export:
                 raise ConfigError("--video and --export belong to the core runner; drop --runner rl_games")
+            if args.eval_mode is not None:
+                raise ConfigError(
+                    f"--eval_mode {args.eval_mode} belongs to the core runner (rl-games' player runs its "
+                    "own episodes); drop --runner rl_games or --eval_mode"
+                )
             return play_rl_games(cfg, ckpt["path"], args.episodes)
         video = None
         if in_env and args.video and kind.training_video:
@@ -153,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             env.close()
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
-    cfg.runner.eval_mode = args.eval_mode
+    cfg.runner.eval_mode = args.eval_mode or "both"
     tags = runner.evaluate_modes()
     at = f"[meow] {cfg.env.id} @ env step {ckpt['global_step']:,}:"
     for label, prefix in (("deterministic", "eval/"), ("stochastic", "eval/stochastic_")):

@@ -78,6 +78,9 @@ def test_each_eval_mode_writes_its_tags(mode, expected, multigoal_cfg, tmp_path)
     history = runner.evaluations or runner.stochastic_evaluations
     assert runner.last_eval == tuple(history[-1][1:3])
     assert runner.num_evals == 2  # one evaluation round each, both passes from the same start states
+    shown = OffPolicyRunner._postfix({t: 1.0 for t in expected})  # the console line
+    assert ("eval" in shown) == (mode != "stochastic")
+    assert ("eval_stoch" in shown) == (mode != "deterministic")
 
 
 class RecordingEnv:

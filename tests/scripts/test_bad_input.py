@@ -158,6 +158,11 @@ CASES = [
     ("play", ["{ckpt}", "--eval_mode", "sampled"], "argument --eval_mode: invalid choice: 'sampled'"),
     (
         "play",
+        ["{ckpt}", "--runner", "rl_games", "--eval_mode", "stochastic"],
+        "--eval_mode stochastic belongs to the core runner",
+    ),
+    (
+        "play",
         ["{ckpt}", "--runner", "rl_games", "--export"],
         "--video and --export belong to the core runner",
     ),
