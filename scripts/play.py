@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         ckpt = read_checkpoint(args.checkpoint, map_location=args.device)
         run_dir = Path(ckpt["path"]).parent
         overrides = [f"device={args.device}", f"seed={args.seed}", "runner.progress=false"]
+        overrides.append(f"runner.eval_mode={args.eval_mode or 'both'}")
         kind = get_kind(ckpt["config"]["env"]["kind"])
         # Kinds with one simulation per process evaluate in the environment they create (and
         # record video through it); the others get evaluation envs and record with record_video.
@@ -157,7 +158,6 @@ def main(argv: list[str] | None = None) -> int:
             env.close()
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
-    cfg.runner.eval_mode = args.eval_mode or "both"
     tags = runner.evaluate_modes()
     at = f"[meow] {cfg.env.id} @ env step {ckpt['global_step']:,}:"
     for label, prefix in (("deterministic", "eval/"), ("stochastic", "eval/stochastic_")):
