@@ -3,6 +3,7 @@
     python scripts/compare.py logs/meow/Hopper-v5/*                      # one curve, the seeds averaged
     python scripts/compare.py "MEow=logs/meow/Hopper-v5/*" "no LRS=logs/ablation/Hopper-v5/*" --out hopper.png
     python scripts/compare.py "MEow=logs/meow/Isaac-Ant/*" --tag charts/episodic_return
+    python scripts/compare.py logs/meow/Hopper-v5/* --tag eval/stochastic_return_mean   # as the paper
 
 Each positional argument is ``[LABEL=]PATTERN``: a run directory, or a glob of run directories
 (the seeds of one method); a run directory is any folder that holds TensorBoard event files,
@@ -27,8 +28,10 @@ from meow.utils.cli import ArgumentParser, at_least
 
 _TIME_UNITS = ((120, "seconds", 1.0), (7200, "minutes", 1 / 60), (math.inf, "hours", 1 / 3600))
 
-DEFAULT_TAGS = ("eval/return_mean", "charts/episodic_return")
-"""Tried in order for each run when --tag is not given: MEow's evaluation, then training, return."""
+DEFAULT_TAGS = ("eval/return_mean", "eval/stochastic_return_mean", "charts/episodic_return")
+"""Tried in order for each run when --tag is not given: MEow's deterministic evaluation, its
+stochastic evaluation (the paper's measure; alone under runner.eval_mode=stochastic), then the
+training return."""
 
 
 class Curve(NamedTuple):
@@ -43,7 +46,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", metavar="[LABEL=]PATTERN", help="run directories or globs of them")
     parser.add_argument(
-        "--tag", help=f"scalar to plot (default: the first of {', '.join(DEFAULT_TAGS)} a run has)"
+        "--tag",
+        help="scalar to plot, e.g. eval/return_mean (deterministic evaluation), "
+        "eval/stochastic_return_mean (sampled actions, as the paper measured), charts/episodic_return "
+        "(training), eval/value_error (the flow's V(s0) minus the soft return earned); default: the "
+        f"first of {', '.join(DEFAULT_TAGS)} a run has",
     )
     parser.add_argument("--out", default="compare.png", help="PNG file to write (default compare.png)")
     parser.add_argument("--confidence", type=float, default=0.95, help="confidence level of the band")

@@ -1,4 +1,4 @@
-"""Evaluate a trained MEow policy deterministically.
+"""Evaluate a trained MEow policy.
 
     python scripts/play.py logs/meow/Hopper-v5/<timestamp>            # latest checkpoint of a run
     python scripts/play.py logs/meow/Hopper-v5/<timestamp>/model_100000.pt --episodes 20
@@ -6,8 +6,11 @@
     python scripts/play.py <run> --export     # also write <run>/exported/policy.pt and policy.onnx
     ./isaaclab.sh -p scripts/play.py logs/meow/Isaac-Ant/<timestamp> --episodes 64 --export
 
-Reports the mean and standard deviation of the return of the deterministic action
-(the flow's image of the latent z = 0), one episode per evaluation environment.
+Reports the mean and standard deviation of the return, one episode per evaluation environment,
+of the deterministic action (the flow's image of the latent z = 0), of sampled actions (how the
+paper measured its returns), or of both (--eval_mode, default both). With sampled actions it also
+reports the value calibration: the flow's exact soft value V(s0) at the start states against the
+discounted soft return the episodes earned (docs/ALGORITHM.md).
 """
 
 from __future__ import annotations
@@ -27,6 +30,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--episodes", type=at_least(1), default=10, help="evaluation episodes (one env each)")
     parser.add_argument("--seed", type=at_least(0), default=0, help="seed of the evaluation episodes")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument(
+        "--eval_mode",
+        choices=("deterministic", "stochastic", "both"),
+        help="evaluate the deterministic action, sampled actions, or both (default both; core runner)",
+    )
     parser.add_argument(
         "--video", action="store_true", help="record the first episode as MP4 (needs imageio-ffmpeg)"
     )
@@ -111,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         ckpt = read_checkpoint(args.checkpoint, map_location=args.device)
         run_dir = Path(ckpt["path"]).parent
         overrides = [f"device={args.device}", f"seed={args.seed}", "runner.progress=false"]
+        overrides.append(f"runner.eval_mode={args.eval_mode or 'both'}")
         kind = get_kind(ckpt["config"]["env"]["kind"])
         # Kinds with one simulation per process evaluate in the environment they create (and
         # record video through it); the others get evaluation envs and record with record_video.
@@ -121,6 +130,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.runner == "rl_games":
             if args.video or args.export:
                 raise ConfigError("--video and --export belong to the core runner; drop --runner rl_games")
+            if args.eval_mode is not None:
+                raise ConfigError(
+                    f"--eval_mode {args.eval_mode} belongs to the core runner (rl-games' player runs its "
+                    "own episodes); drop --runner rl_games or --eval_mode"
+                )
             return play_rl_games(cfg, ckpt["path"], args.episodes)
         video = None
         if in_env and args.video and kind.training_video:
@@ -144,11 +158,19 @@ def main(argv: list[str] | None = None) -> int:
             env.close()
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
-    mean, std = runner.evaluate()
-    print(
-        f"[meow] {cfg.env.id} @ env step {ckpt['global_step']:,}: deterministic return "
-        f"{mean:.1f} ± {std:.1f} over {args.episodes} episodes"
-    )
+    tags = runner.evaluate_modes()
+    at = f"[meow] {cfg.env.id} @ env step {ckpt['global_step']:,}:"
+    for label, prefix in (("deterministic", "eval/"), ("stochastic", "eval/stochastic_")):
+        if prefix + "return_mean" in tags:
+            print(
+                f"{at} {label} return {tags[prefix + 'return_mean']:.1f} ± {tags[prefix + 'return_std']:.1f} "
+                f"over {args.episodes} episodes"
+            )
+    if "eval/value_v0" in tags:
+        print(
+            f"{at} the flow's V(s0) {tags['eval/value_v0']:.1f}, soft return earned "
+            f"{tags['eval/soft_return']:.1f} (V - soft return: {tags['eval/value_error']:+.1f})"
+        )
     if cfg.env.kind == "multigoal":
         from meow.envs.multigoal import MultiGoalEnv, goal_histogram
 

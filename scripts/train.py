@@ -291,12 +291,20 @@ def main(argv: list[str] | None = None) -> int:
         env.close()
         if eval_env is not None:
             eval_env.close()
-    if runner.last_eval is not None:
-        mean, std = runner.last_eval
-        step, best, _ = max(runner.evaluations, key=lambda e: e[1])
+    histories = (("deterministic", runner.evaluations), ("stochastic", runner.stochastic_evaluations))
+    for label, history in histories:
+        if history:
+            _, mean, std = history[-1][:3]
+            step, best = max(((e[0], e[1]) for e in history), key=lambda e: e[1])
+            print(
+                f"[meow] final {label} evaluation: return {mean:.1f} ± {std:.1f} "
+                f"over {cfg.env.eval_envs} episodes (best {best:.1f} at env step {step:,})"
+            )
+    if runner.stochastic_evaluations:
+        last = runner.stochastic_evaluations[-1]
         print(
-            f"[meow] final deterministic evaluation: return {mean:.1f} ± {std:.1f} "
-            f"over {cfg.env.eval_envs} episodes (best {best:.1f} at env step {step:,})"
+            f"[meow] value calibration: the flow's V(s0) {last.value_v0:.1f}, soft return earned "
+            f"{last.soft_return:.1f} (V - soft return: {last.value_error:+.1f})"
         )
     print(f"[meow] checkpoint: {run_dir / f'model_{runner.global_step}.pt'}")
     return 0

@@ -20,6 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from meow.algorithms.meow import CAPTURE_MODES
 from meow.envs.registry import EnvKindError, all_task_dirs, get_kind, kind_names
+from meow.runners.evaluation import EVAL_MODES
 
 ROOT = Path(os.environ.get("MEOW_ROOT", Path(__file__).resolve().parents[2]))
 """Repository root holding ``config/`` and ``tasks/`` (override with ``MEOW_ROOT``)."""
@@ -126,6 +127,7 @@ class RunnerConfig:
     total_steps: int = MISSING
     warmup_steps: int = MISSING
     eval_interval: int = MISSING
+    eval_mode: str = MISSING
     log_interval: int = MISSING
     checkpoint_interval: int = MISSING
     keep_checkpoints: int = MISSING
@@ -273,7 +275,7 @@ def config_from_checkpoint(saved: dict, overrides: list[str] | tuple[str, ...] =
 
 
 # Settings added since the first checkpoint format, with the value that keeps an older run's behaviour.
-_ADDED_RUNNER_KEYS = {"keep_checkpoints": 0, "save_buffer_max_gib": 4.0}
+_ADDED_RUNNER_KEYS = {"keep_checkpoints": 0, "save_buffer_max_gib": 4.0, "eval_mode": "deterministic"}
 
 
 def _upgrade(saved: dict) -> dict:
@@ -354,6 +356,7 @@ def validate(cfg: DictConfig) -> None:
     _check(r.warmup_steps >= 0, "runner.warmup_steps", r.warmup_steps, "an integer >= 0")
     for key in ("eval_interval", "log_interval", "checkpoint_interval"):
         _check(r[key] >= 1, f"runner.{key}", r[key], "an integer >= 1 (env steps)")
+    _check(r.eval_mode in EVAL_MODES, "runner.eval_mode", r.eval_mode, " | ".join(EVAL_MODES))
     _check(
         r.keep_checkpoints >= 0,
         "runner.keep_checkpoints",

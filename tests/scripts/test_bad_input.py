@@ -123,6 +123,11 @@ CASES = [
     ("train", [*MG, "runner.total_steps=0"], "runner.total_steps=0 is invalid"),
     ("train", [*MG, "runner.warmup_steps=-1"], "runner.warmup_steps=-1 is invalid"),
     ("train", [*MG, "runner.eval_interval=0"], "runner.eval_interval=0 is invalid; valid: an integer >= 1"),
+    (
+        "train",
+        [*MG, "runner.eval_mode=sampled"],
+        "runner.eval_mode=sampled is invalid; valid: deterministic | stochastic | both",
+    ),
     ("train", [*MG, "runner.log_interval=-5"], "runner.log_interval=-5 is invalid"),
     ("train", [*MG, "runner.checkpoint_interval=0"], "runner.checkpoint_interval=0 is invalid"),
     (
@@ -150,6 +155,12 @@ CASES = [
     ("play", ["{ckpt}", "--seed", "-1"], "argument --seed: -1 is invalid; valid: an integer >= 0"),
     ("play", ["{ckpt}", "--device", "gpu"], "device=gpu is invalid"),
     ("play", ["{ckpt}", "--runner", "x"], "argument --runner: invalid choice: 'x'"),
+    ("play", ["{ckpt}", "--eval_mode", "sampled"], "argument --eval_mode: invalid choice: 'sampled'"),
+    (
+        "play",
+        ["{ckpt}", "--runner", "rl_games", "--eval_mode", "stochastic"],
+        "--eval_mode stochastic belongs to the core runner",
+    ),
     (
         "play",
         ["{ckpt}", "--runner", "rl_games", "--export"],

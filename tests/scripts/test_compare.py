@@ -63,3 +63,19 @@ def test_errors_name_the_pattern_and_the_tags(logs, tmp_path, capsys):
     assert compare.main([str(logs / "a"), "--tag", "charts/nope", "--out", str(tmp_path / "x.png")]) == 2
     err = capsys.readouterr().err
     assert "has no 'charts/nope' scalars; it has:" in err and "eval/return_mean" in err
+
+
+def test_the_stochastic_evaluation_is_a_known_tag(logs, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        compare.parse_args(["--help"])
+    assert "eval/stochastic_return_mean" in " ".join(capsys.readouterr().out.split())
+    run = compare.run_dirs(str(logs / "a" / "meow/MultiGoal/*"))[0]
+    curve = compare.read_curve(run, "eval/stochastic_return_mean")
+    assert curve.steps == [100.0, 200.0, 300.0]
+    assert curve.values != compare.read_curve(run, "eval/return_mean").values
+    # a run that evaluates sampled actions only: the default picks that curve, not the training return
+    only = tmp_path / "stochastic"
+    argv = ["--task", "MultiGoal", f"runner.log_dir={only}", "runner.eval_mode=stochastic", *SMALL]
+    assert train.main(argv) == 0
+    (run,) = compare.run_dirs(str(only / "meow/MultiGoal/*"))
+    assert compare.read_curve(run, None).tag == "eval/stochastic_return_mean"

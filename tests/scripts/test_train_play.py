@@ -36,6 +36,7 @@ def test_train_resume_play_export(tmp_path, capsys):
     assert list(run.glob("events.out.tfevents.*"))
     out = capsys.readouterr().out
     assert "final deterministic evaluation" in out and str(run) in out
+    assert "final stochastic evaluation" in out and "value calibration: the flow's V(s0)" in out
 
     # --resume continues the same run's counters into a new directory; the old one is untouched
     before = sorted(p.name for p in run.iterdir())
@@ -48,6 +49,10 @@ def test_train_resume_play_export(tmp_path, capsys):
     assert play.main([str(runs[1]), "--episodes", "3", "--export"]) == 0
     out = capsys.readouterr().out
     assert "deterministic return" in out and "over 3 episodes" in out
+    assert "stochastic return" in out and "soft return earned" in out  # --eval_mode both, the default
+    assert play.main([str(runs[1]), "--episodes", "2", "--eval_mode", "stochastic"]) == 0
+    out = capsys.readouterr().out
+    assert "stochastic return" in out and "over 2 episodes" in out and "deterministic return" not in out
     exported = torch.jit.load(str(runs[1] / "exported" / "policy.pt"))
     ckpt = torch.load(runs[1] / "model_250.pt", weights_only=False)
     from omegaconf import OmegaConf

@@ -22,6 +22,7 @@ from meow.runners.checkpoint import (
     run_checkpoints,
     safe_load,
 )
+from meow.runners.evaluation import Episodes, StochasticEvaluation, eval_passes, run_episodes
 from meow.runners.progress import Progress
 from meow.storage import ReplayBuffer
 from meow.utils.io import atomic_torch_save
@@ -57,12 +58,13 @@ class OffPolicyRunner:
     Each iteration steps all envs once (uniform random actions during warm-up, then
     samples of the flow), stores the transitions with their true next observations, and
     runs ``algo.updates_per_step`` updates. Every ``runner.*_interval`` env steps it logs,
-    evaluates the deterministic policy on the eval envs, and writes a checkpoint.
+    evaluates on the eval envs (the deterministic policy, the sampled one or both:
+    ``runner.eval_mode``), and writes a checkpoint.
 
     Args:
         cfg: the validated run config (:func:`meow.config.load_config`).
         env: training environments.
-        eval_env: evaluation environments (one deterministic episode each), or None.
+        eval_env: evaluation environments (one episode each per evaluated policy), or None.
         log_dir: run directory for TensorBoard events, the config dump and checkpoints;
             None keeps everything in memory.
         writer_dir: where TensorBoard events go instead of ``log_dir`` (rl-games' ``summaries/``).
@@ -150,7 +152,9 @@ class OffPolicyRunner:
         self._env_fault = torch.full((2,), -1, dtype=torch.long, device=self.device)
         self._buffer_skip_noted = False
         self.evaluations: list[tuple[int, float, float]] = []
-        """``(env step, mean return, std)`` of every evaluation in this process."""
+        """``(env step, mean return, std)`` of every deterministic evaluation in this process."""
+        self.stochastic_evaluations: list[StochasticEvaluation] = []
+        """Every stochastic evaluation in this process, with its value calibration."""
 
     # ------------------------------------------------------------------ logging
     @property
@@ -167,33 +171,74 @@ class OffPolicyRunner:
             self.writer.add_scalar(tag, value, self.global_step)
 
     # --------------------------------------------------------------- evaluation
-    @torch.no_grad()
-    def evaluate(self, max_steps: int = 100_000) -> tuple[float, float]:
-        """Runs one deterministic episode in each eval env; returns mean and std of the returns."""
-        env = self.eval_env
-        if env is None:
+    def _episodes(self, deterministic: bool, seed: int, max_steps: int) -> Episodes:
+        if self.eval_env is None:
             raise RuntimeError("no evaluation environment was given")
-        obs = env.reset(seed=self.cfg.seed + 10_000 + self.num_evals)
-        returns = torch.zeros(env.num_envs, device=env.device)
-        running = torch.ones(env.num_envs, dtype=torch.bool, device=env.device)
-        for _ in range(max_steps):
-            result = env.step(self.alg.act(obs.to(self.device), deterministic=True))
-            returns += result.rewards * running
-            running &= ~(result.terminated | result.truncated)
-            obs = result.obs
-            if not running.any():
-                break
-        else:
-            raise RuntimeError(f"evaluation episodes did not end within {max_steps} steps")
-        self.num_evals += 1
+        return run_episodes(
+            self.eval_env,
+            self.alg.policy,
+            self.alg.normalizer,
+            deterministic=deterministic,
+            seed=seed,
+            gamma=self.cfg.algo.gamma,
+            device=self.device,
+            act=lambda obs: self.alg.act(obs, deterministic=True),
+            max_steps=max_steps,
+        )
+
+    def _eval_seed(self) -> int:
+        return self.cfg.seed + 10_000 + self.num_evals
+
+    def _record(self, deterministic: bool, episodes: Episodes) -> dict[str, float]:
+        """Appends one pass to :attr:`evaluations` or :attr:`stochastic_evaluations`; its tags."""
+        returns = episodes.returns
         mean, std = returns.mean().item(), returns.std(unbiased=False).item()
-        self.evaluations.append((self.global_step, mean, std))
-        return mean, std
+        if deterministic:
+            self.evaluations.append((self.global_step, mean, std))
+            return {"eval/return_mean": mean, "eval/return_std": std}
+        record = StochasticEvaluation(
+            self.global_step, mean, std, episodes.value_v0.mean().item(), episodes.soft_return.mean().item()
+        )
+        self.stochastic_evaluations.append(record)
+        return {
+            "eval/stochastic_return_mean": mean,
+            "eval/stochastic_return_std": std,
+            "eval/value_v0": record.value_v0,
+            "eval/soft_return": record.soft_return,
+            "eval/value_error": record.value_error,
+        }
+
+    def evaluate(self, max_steps: int = 100_000, deterministic: bool = True) -> tuple[float, float]:
+        """Runs one episode in each eval env; returns mean and std of the returns.
+
+        ``deterministic``: the latent-zero action (recorded in :attr:`evaluations`); otherwise
+        sampled actions, with the value calibration (recorded in :attr:`stochastic_evaluations`).
+        Seeded by the run's seed and the evaluation count; the training run's random stream is
+        left where it was.
+        """
+        episodes = self._episodes(deterministic, self._eval_seed(), max_steps)
+        self.num_evals += 1
+        tags = self._record(deterministic, episodes)
+        prefix = "eval/" if deterministic else "eval/stochastic_"
+        return tags[prefix + "return_mean"], tags[prefix + "return_std"]
+
+    def evaluate_modes(self, max_steps: int = 100_000) -> dict[str, float]:
+        """Runs the evaluations that ``runner.eval_mode`` asks for, from the same start states;
+        returns their scalars by TensorBoard tag (``eval/return_*`` for the deterministic
+        policy, ``eval/stochastic_return_*`` and ``eval/value_v0``, ``eval/soft_return``,
+        ``eval/value_error`` for the sampled one)."""
+        seed, tags = self._eval_seed(), {}
+        for deterministic in eval_passes(self.cfg.runner.eval_mode):
+            tags.update(self._record(deterministic, self._episodes(deterministic, seed, max_steps)))
+        self.num_evals += 1
+        return tags
 
     @property
     def last_eval(self) -> tuple[float, float] | None:
-        """Mean and standard deviation of the latest evaluation's returns."""
-        return self.evaluations[-1][1:] if self.evaluations else None
+        """Mean and standard deviation of the latest evaluation's returns: the deterministic
+        policy's, or the sampled policy's when only that one was evaluated."""
+        history = self.evaluations or self.stochastic_evaluations
+        return tuple(history[-1][1:3]) if history else None
 
     # ----------------------------------------------------------------- training
     def _crossed(self, before: int, interval: int) -> bool:
@@ -343,10 +388,9 @@ class OffPolicyRunner:
                     on_log(logged)
                 progress.show(self._postfix(logged))
             if self.eval_env is not None and self._crossed(before, r.eval_interval):
-                mean, std = self.evaluate()
-                self._scalar("eval/return_mean", mean)
-                self._scalar("eval/return_std", std)
-                logged["eval/return_mean"] = mean
+                for tag, value in self.evaluate_modes().items():
+                    self._scalar(tag, value)
+                    logged[tag] = value
                 progress.show(self._postfix(logged), force=True)
             if (
                 self._saves_checkpoints
@@ -370,7 +414,12 @@ class OffPolicyRunner:
 
     @staticmethod
     def _postfix(logged: dict[str, float]) -> dict[str, str]:
-        names = {"charts/episodic_return": "return", "eval/return_mean": "eval", "charts/SPS": "sps"}
+        names = {
+            "charts/episodic_return": "return",
+            "eval/return_mean": "eval",
+            "eval/stochastic_return_mean": "eval_stoch",
+            "charts/SPS": "sps",
+        }
         return {short: f"{logged[k]:.1f}" for k, short in names.items() if k in logged}
 
     def _learner_tensors(self) -> list[Tensor]:
