@@ -7,7 +7,7 @@ between numpy and torch.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -32,7 +32,7 @@ class MultiGoalGymEnv(gym.Env):
             (``horizon``, ``goal_reward``, ...), except ``num_envs`` and ``device``.
     """
 
-    metadata: dict[str, Any] = {"render_modes": []}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
 
     def __init__(self, **kwargs: Any) -> None:
         self.core = MultiGoalEnv(1, "cpu", **kwargs)
