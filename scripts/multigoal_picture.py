@@ -252,7 +252,7 @@ def soft_values(runner, limit: float = 7.0, points: int = 141):
 
 
 # ------------------------------------------------------------------------- drawing
-def draw(path: Path, panels: list[dict[str, Any]], limit: float = 7.0) -> None:
+def draw(path: Path, panels: list[dict[str, Any]], caption: str = "", limit: float = 7.0) -> None:
     """One PNG, one panel per method: goals, trajectories and, where given, soft-V contours.
 
     Each panel: ``title``, ``paths`` ``(T + 1, N, 2)``, ``reached`` ``(N,)``, optional ``values``
@@ -285,6 +285,8 @@ def draw(path: Path, panels: list[dict[str, Any]], limit: float = 7.0) -> None:
         ax.set_ylim(-limit, limit)
         ax.set_aspect("equal")
         ax.set_title(panel["title"], fontsize=10)
+    if caption:
+        fig.suptitle(caption, fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80)
@@ -373,6 +375,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "reached": sac["reached"],
             },
         ],
+        caption=f"{args.trajectories} stochastic trajectories from the origin, up to {horizon} steps each "
+        f"(seed {args.seed}); colour: the goal reached, grey: none; circles: goal regions",
     )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")
