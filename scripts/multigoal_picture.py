@@ -358,7 +358,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 k: v for k, v in sac_settings(cfg).items() if k in ("learning_starts", "gamma")
             },
         },
-        "figure": str(args.out),
+        "figure": _shown(args.out),
     }
     draw(
         args.out,
@@ -381,6 +381,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when inside it (results files name no home directories)."""
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
 
 
 def _summary(goals: dict[str, int]) -> str:
