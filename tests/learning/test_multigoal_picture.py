@@ -11,7 +11,7 @@ from script_loader import load_script
 
 
 @pytest.mark.slow
-def test_meow_reaches_three_goals_and_the_picture_is_drawn(tmp_path):
+def test_meow_reaches_three_goals_and_the_picture_is_drawn(tmp_path, capsys):
     picture = load_script("multigoal_picture")
     out, counts = tmp_path / "figures" / "multigoal.png", tmp_path / "multigoal.json"
     # 4,000 env steps, seed 1, 100 trajectories of up to 100 steps each (the script's defaults);
@@ -19,10 +19,11 @@ def test_meow_reaches_three_goals_and_the_picture_is_drawn(tmp_path):
     result = picture.main(["--out", str(out), "--json", str(counts)])
     assert json.loads(counts.read_text()) == result
     meow, sac = result["meow"]["goals"], result["sac"]["goals"]
-    print(
-        f"\nMEow: {meow}\nSAC:  {sac}\nwithin 30 steps: MEow {result['meow']['goals_within_30_steps']}, "
-        f"SAC {result['sac']['goals_within_30_steps']}"
-    )
+    with capsys.disabled():  # SAC's counts are reported, not asserted: shown even when the test passes
+        print(
+            f"\nMEow: {meow}\nSAC:  {sac}\nwithin 30 steps: MEow {result['meow']['goals_within_30_steps']}, "
+            f"SAC {result['sac']['goals_within_30_steps']}"
+        )
     assert sum(meow.values()) == 100 and sum(sac.values()) == 100
     assert result["env_steps"] == 4000 and result["sac"]["settings_changed_from_sb3_defaults"] == {
         "learning_starts": 1000,
