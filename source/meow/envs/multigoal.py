@@ -112,14 +112,14 @@ class MultiGoalEnv:
 
 
 @torch.no_grad()
-def goal_histogram(
+def origin_rollouts(
     act: Callable[[Tensor], Tensor],
     trajectories: int = 500,
     horizon: int = 100,
     seed: int = 0,
     device: str | torch.device = "cpu",
-) -> Tensor:
-    """How often trajectories started exactly at the origin end at each goal.
+) -> tuple[Tensor, Tensor]:
+    """Trajectories started exactly at the origin, and the goal each one ends at.
 
     Args:
         act: maps observations ``(N, 2)`` to actions in ``[-1, 1]^2`` (e.g. the sampling policy).
@@ -129,17 +129,42 @@ def goal_histogram(
         device: where the rollout runs.
 
     Returns:
-        Counts of shape ``(5,)``: one per goal in :attr:`MultiGoalEnv.GOALS` order, then the
-        number of trajectories that reached no goal.
+        ``paths`` of shape ``(horizon + 1, N, 2)``: the positions from the origin on; a trajectory
+        that reached a goal stays at its last position. ``reached`` of shape ``(N,)``: the index
+        of the goal in :attr:`MultiGoalEnv.GOALS` each trajectory reached, or ``len(GOALS)`` for
+        none within ``horizon`` steps.
     """
     env = MultiGoalEnv(trajectories, device, init_sigma=0.0, horizon=horizon)
     obs = env.reset(seed=seed)
+    paths = [obs.clone()]
     reached = torch.full((trajectories,), len(MultiGoalEnv.GOALS), device=env.device)
     running = torch.ones(trajectories, dtype=torch.bool, device=env.device)
     for _ in range(horizon):
         result = env.step(act(obs))
         goal = env.goal_distances(result.next_obs).argmin(-1)
         reached = torch.where(running & result.terminated, goal, reached)
+        # a finished trajectory's env restarts at the origin: keep its final position instead
+        paths.append(torch.where(running.unsqueeze(-1), result.next_obs, paths[-1]))
         running &= ~(result.terminated | result.truncated)
         obs = result.obs
+    return torch.stack(paths), reached
+
+
+@torch.no_grad()
+def goal_histogram(
+    act: Callable[[Tensor], Tensor],
+    trajectories: int = 500,
+    horizon: int = 100,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> Tensor:
+    """How often trajectories started exactly at the origin end at each goal.
+
+    Args: as :func:`origin_rollouts`.
+
+    Returns:
+        Counts of shape ``(5,)``: one per goal in :attr:`MultiGoalEnv.GOALS` order, then the
+        number of trajectories that reached no goal.
+    """
+    _, reached = origin_rollouts(act, trajectories, horizon, seed, device)
     return torch.bincount(reached, minlength=len(MultiGoalEnv.GOALS) + 1)
