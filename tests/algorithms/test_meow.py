@@ -287,3 +287,47 @@ def test_n_step_targets_from_the_ring_buffer_match_a_step_by_step_reference():
         assert y[i].item() == pytest.approx(expected, rel=1e-4, abs=1e-5)
     assert seen == {"termination", "time-out", "newest", "full", "wraps"}
     assert starts.min() == 6 and starts.max() == 12
+
+
+def test_parameters_are_views_of_one_flat_tensor_and_old_optimizer_states_load():
+    """The flow's parameters and gradients are views of one flat tensor each (one Adam, clip and
+    Polyak operation for all), and an optimizer state saved with one entry per parameter tensor
+    (checkpoints written before) loads as the same moments, concatenated."""
+    import copy
+
+    from meow.algorithms.meow import flat_optimizer_state
+
+    torch.manual_seed(0)
+    policy = FlowPolicy(3, 2, alpha=0.2, log_sigma_min=-5.0, log_sigma_max=-0.3)
+    old_policy = copy.deepcopy(policy)
+    alg = MEow(policy)
+    flat = alg.optimizer.param_groups[0]["params"]
+    assert len(flat) == 1 and flat[0].numel() == sum(p.numel() for p in policy.parameters())
+    for p in policy.parameters():
+        assert p.untyped_storage().data_ptr() == flat[0].untyped_storage().data_ptr()
+    # an optimizer of the earlier layout, one state per tensor, after two steps
+    old = torch.optim.Adam(old_policy.parameters(), lr=1e-3)
+    for _ in range(2):
+        old.zero_grad()
+        sum((p * (k + 1)).sum() for k, p in enumerate(old_policy.parameters())).backward()
+        old.step()
+    state = flat_optimizer_state(old.state_dict(), list(policy.parameters()))
+    alg.optimizer.load_state_dict(state)
+    moments = alg.optimizer.state[flat[0]]
+    expected = torch.cat([old.state[p]["exp_avg_sq"].reshape(-1) for p in old_policy.parameters()])
+    torch.testing.assert_close(moments["exp_avg_sq"], expected)
+    assert float(moments["step"]) == 2.0
+    # module.zero_grad() (gradients set to None) does not detach the flat gradient
+    policy.zero_grad()
+    batch = TransitionBatch(
+        torch.randn(8, 3),
+        torch.rand(8, 2) * 2 - 1,
+        torch.randn(8),
+        torch.randn(8, 3),
+        torch.zeros(8),
+        torch.zeros(8, dtype=torch.bool),
+    )
+    before = flat[0].detach().clone()
+    alg.update(batch)
+    assert not torch.equal(before, flat[0])
+    assert alg._flat.grad.abs().sum() > 0
