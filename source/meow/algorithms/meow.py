@@ -150,11 +150,11 @@ class MEow:
             # Sampling and the loss are compiled (forward and backward); the optimizer part is a
             # handful of fused operations that gain nothing from tracing (torch.optim breaks
             # the graph into many small ones, each with its own guard checks).
-            self._loss_fn = torch.compile(self._sampled_loss, mode=compile_mode)
+            self._loss_fn = torch.compile(self._sampled_loss, mode=compile_mode, dynamic=False)
             if self.device.type == "cpu":
                 # On the CPU, sampling one env's action is a few hundred tiny operations whose
                 # dispatch costs more than their arithmetic; compiled it is a few calls.
-                self._act_fn = torch.compile(self._act, mode=compile_mode)
+                self._act_fn = torch.compile(self._act, mode=compile_mode, dynamic=False)
         # (graph, the buffer it reads, batch size, its outputs); holding the buffer keeps the
         # memory that the graph reads alive
         self._update_graph: tuple[torch.cuda.CUDAGraph, WindowSampler, int, dict[str, Tensor]] | None = None
