@@ -42,7 +42,7 @@ CASES = [
     (
         "train",
         [*HOP, "--algo", "sac", "--video"],
-        "--algo sac takes no --runner, --resume or --video",
+        "--algo sac takes no --runner or --video",
     ),
     ("train", [*MG, "--bogus"], "unrecognized arguments: --bogus"),
     ("train", ["--resume", "{ckpt}", "--checkpoint", "{file}"], "give --resume or --checkpoint, not both"),
