@@ -125,9 +125,7 @@ def read_run(run: Path) -> dict[str, Curve]:
     curves = {}
     for tag, pts in kept.items():
         pts.sort(key=lambda p: p[0])
-        curves[tag] = Curve(
-            run, tag, [float(p[0]) for p in pts], [p[2] for p in pts], [p[1] for p in pts]
-        )
+        curves[tag] = Curve(run, tag, [float(p[0]) for p in pts], [p[2] for p in pts], [p[1] for p in pts])
     return curves
 
 

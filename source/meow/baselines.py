@@ -149,8 +149,10 @@ def train_sb3_sac(cfg, run_dir: Path, resume: dict | None = None) -> Path:
         buffer = model.replay_buffer
         filled = buffer.buffer_size if buffer.full else buffer.pos
         fields = {k: torch.from_numpy(getattr(buffer, k)[:filled]) for k in _SAC_BUFFER_FIELDS}
-        atomic_torch_save({"global_step": step, "pos": buffer.pos, "full": buffer.full, **fields}, 
-                          run_dir / "replay_buffer.pt")
+        atomic_torch_save(
+            {"global_step": step, "pos": buffer.pos, "full": buffer.full, **fields},
+            run_dir / "replay_buffer.pt",
+        )
         prune_checkpoints(run_dir, r.keep_checkpoints)
         return path
 
