@@ -415,9 +415,12 @@ def schedule(grid: Grid, jobs: int, verbose: bool) -> int:
     """The scheduler's process: holds ``scheduler.pid`` while it runs."""
     pid_file = grid.root / "scheduler.pid"
     _write_json(pid_file, {"pid": os.getpid(), "jobs": jobs, "started": _now()})
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         return Scheduler(grid, jobs, verbose).loop()
     finally:
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
         info = _read_json(pid_file)
         if info and info.get("pid") == os.getpid():
             pid_file.unlink(missing_ok=True)
