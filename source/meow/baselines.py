@@ -126,7 +126,8 @@ def train_sb3_sac(cfg, run_dir: Path, resume: dict | None = None) -> Path:
         verbose=0,
     )
     if resume is not None:
-        _load_sac(model, resume, run_dir / "replay_buffer.pt", set_rng_state)
+        _load_sac(model, resume, Path(resume["path"]).parent / "replay_buffer.pt", set_rng_state)
+        print(f"[meow] resumed {resume['path']} at env step {model.num_timesteps:,}")
     writer = SummaryWriter(str(run_dir))
 
     def save(step: int) -> Path:
