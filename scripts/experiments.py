@@ -152,9 +152,11 @@ class Run:
         return pid if isinstance(pid, int) and _alive(pid, str(self.dir)) else None
 
     def command(self, eval_overrides: list[str]) -> list[str]:
-        """scripts/train.py's command line: a new run in the directory, or a resume in place."""
+        """scripts/train.py's command line: a new run in the directory, or a resume in place.
+
+        ``eval_overrides``: :func:`eval_overrides`, for both methods."""
         train = [sys.executable, str(ROOT / "scripts" / "train.py")]
-        overrides = self.overrides() + (eval_overrides if self.method == "meow" else [])
+        overrides = self.overrides() + eval_overrides
         if self.checkpoint_steps():
             return [*train, "--resume", str(self.dir), "--run_dir", str(self.dir), *overrides]
         return [*train, "--task", self.task, "--algo", self.method, "--run_dir", str(self.dir), *overrides]
@@ -242,7 +244,7 @@ def load_grid(path: str) -> Grid:
     grid = Grid(
         path=file,
         name=name,
-        out=Path(out).expanduser(),
+        out=Path(out).expanduser().absolute(),  # the runs start in the repository's folder
         tasks=tasks,
         methods=methods,
         seeds=seeds,
@@ -270,9 +272,10 @@ def load_grid(path: str) -> Grid:
     return grid
 
 
-def meow_eval_overrides(grid: Grid) -> list[str]:
-    """``runner.eval_mode=both`` where MEow's runner has that setting (it evaluates the sampled
-    policy too, as SAC does); nothing where it evaluates the deterministic policy only."""
+def eval_overrides(grid: Grid) -> list[str]:
+    """``runner.eval_mode=both`` where the config has that setting: MEow's runner and SB3 SAC then
+    evaluate the sampled policy as well as the deterministic one. Without it MEow evaluates the
+    deterministic policy only and SAC both."""
     from meow.config import load_config
 
     cfg = load_config(grid.tasks[0])
@@ -327,11 +330,14 @@ class Scheduler:
 
     def __init__(self, grid: Grid, jobs: int, verbose: bool) -> None:
         self.grid, self.jobs, self.verbose = grid, jobs, verbose
-        self.pending = [r for r in grid.runs() if not r.done()]
+        # Unfinished runs first: results complete in the order they were started.
+        self.pending = sorted(
+            (r for r in grid.runs() if not r.done()), key=lambda r: not r.checkpoint_steps()
+        )
         self.running: dict[str, tuple[Run, subprocess.Popen, float]] = {}
         self.stopping = False
         self.failed: list[str] = []
-        self.eval_overrides = meow_eval_overrides(grid)
+        self.eval_overrides = eval_overrides(grid)
 
     def say(self, text: str) -> None:
         print(f"[experiments] {datetime.now().strftime('%H:%M:%S')} {text}", flush=True)
@@ -672,7 +678,7 @@ def cmd_run(grid: Grid, jobs: int, wait: bool) -> int:
         f"[experiments] grid '{grid.name}': {len(runs)} runs ({len(done)} done, {len(resume)} to resume, "
         f"{len(runs) - len(done) - len(resume)} to start), {jobs} at a time, in {grid.root}"
     )
-    if not meow_eval_overrides(grid) and "meow" in grid.methods:
+    if not eval_overrides(grid) and "meow" in grid.methods:
         print(
             "[experiments] note: this MEow runner evaluates the deterministic policy only "
             "(it has no runner.eval_mode)"

@@ -227,8 +227,8 @@ def prepare(args, dist=None):
     check_creatable_dir(cfg.runner.log_dir, "runner.log_dir")
     kind = get_kind(cfg.env.kind)
     if args.algo != "meow":
-        if args.runner != "core" or args.video:
-            raise ConfigError(f"--algo {args.algo} takes no --runner or --video")
+        if args.runner != "core" or args.video or dist is not None:
+            raise ConfigError(f"--algo {args.algo} takes no --runner, --video or --distributed")
         from meow.baselines import run_baseline
 
         run_dir = Path(args.run_dir) if args.run_dir else None
@@ -286,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     dist = None
     try:
         if args.distributed:
-            if args.runner != "core" or args.algo != "meow":
+            if args.runner != "core" or args.algo not in (None, "meow"):
                 given = f"--runner {args.runner}" if args.runner != "core" else f"--algo {args.algo}"
                 raise ConfigError(
                     f"{given} does not support --distributed; use the core runner with MEow "

@@ -43,7 +43,7 @@ CASES = [
     (
         "train",
         [*HOP, "--algo", "sac", "--video"],
-        "--algo sac takes no --runner or --video",
+        "--algo sac takes no --runner, --video or --distributed",
     ),
     ("train", [*MG, "--bogus"], "unrecognized arguments: --bogus"),
     ("train", [*MG, "--run_dir", "{file}"], "--run_dir {file} is a file; valid: a directory"),
