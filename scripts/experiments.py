@@ -336,6 +336,7 @@ class Scheduler:
         )
         self.running: dict[str, tuple[Run, subprocess.Popen, float]] = {}
         self.stopping = False
+        self.forwarded = False
         self.failed: list[str] = []
         self.eval_overrides = eval_overrides(grid)
 
@@ -343,11 +344,13 @@ class Scheduler:
         print(f"[experiments] {datetime.now().strftime('%H:%M:%S')} {text}", flush=True)
 
     def _stop(self, signum, frame) -> None:
-        if not self.stopping:
-            self.stopping = True
-            self.say(f"signal {signum}: stopping {len(self.running)} run(s); each saves a checkpoint")
-            for _, proc, _ in self.running.values():
-                proc.send_signal(signal.SIGTERM)
+        self.stopping = True  # acted on in the loop: a handler that prints could interrupt a print
+
+    def _forward_stop(self) -> None:
+        self.forwarded = True
+        self.say(f"stopping {len(self.running)} run(s); each saves a checkpoint")
+        for _, proc, _ in self.running.values():
+            proc.send_signal(signal.SIGTERM)
 
     def start(self, run: Run) -> None:
         run.dir.mkdir(parents=True, exist_ok=True)
@@ -372,14 +375,15 @@ class Scheduler:
 
     def finish(self, run: Run, rc: int, seconds: float) -> None:
         (run.dir / PID).unlink(missing_ok=True)
-        _write_json(run.dir / EXIT, {"status": rc, "ended": _now()})
+        stopped = rc == 130 or (self.stopping and rc == -signal.SIGTERM)  # the latter: while starting
+        _write_json(run.dir / EXIT, {"status": rc, "stopped": stopped, "ended": _now()})
         steps = run.checkpoint_steps()
         if rc == 0 and steps and steps[-1] >= self.grid.steps:
             _write_json(
                 run.dir / DONE, {"steps": steps[-1], "finished": _now(), "seconds": round(seconds, 1)}
             )
             self.say(f"done {run.label} ({seconds / 60:.1f} min)")
-        elif rc == 130:
+        elif stopped:
             self.say(f"stopped {run.label} at env step {steps[-1] if steps else 0:,}")
         else:
             self.failed.append(run.label)
@@ -395,6 +399,8 @@ class Scheduler:
             f"{self.jobs} at a time"
         )
         while self.running or (self.pending and not self.stopping):
+            if self.stopping and not self.forwarded:
+                self._forward_stop()
             while self.pending and not self.stopping and len(self.running) < self.jobs:
                 self.start(self.pending.pop(0))
             for label, (run, proc, t0) in list(self.running.items()):
@@ -460,14 +466,19 @@ def run_state(run: Run) -> RunState:
         state, step = "running", logged
     elif saved:
         exit_ = _read_json(run.dir / EXIT)
-        failed = exit_ is not None and exit_.get("status") not in (0, 130)
+        failed = _failed(exit_)
         state = f"{'failed (see train.log), ' if failed else ''}partial at {saved:,} steps"
         step = saved
     else:
         exit_ = _read_json(run.dir / EXIT)
-        state = "failed (see train.log)" if exit_ and exit_.get("status") not in (0, 130) else "not started"
+        state = "failed (see train.log)" if _failed(exit_) else "not started"
         step = 0
     return RunState(run, state, step, last_eval, sps.values[-1] if sps else None)
+
+
+def _failed(exit_: dict | None) -> bool:
+    """Whether a run's latest attempt ended in an error (not finished, not stopped)."""
+    return exit_ is not None and exit_.get("status") != 0 and not exit_.get("stopped")
 
 
 def _duration(seconds: float) -> str:
