@@ -629,7 +629,9 @@ def report(grid: Grid, out: Path, steps: list[int]) -> int:
 # ------------------------------------------------------------------------------------ commands
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
+    sub = parser.add_subparsers(
+        dest="command", required=True, parser_class=ArgumentParser, metavar="{run,status,stop,report}"
+    )
     run = sub.add_parser("run", help="start the grid's unfinished runs in the background")
     run.add_argument("grid", help="grid file (YAML)")
     run.add_argument(
@@ -649,7 +651,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     rep.add_argument(
         "--steps", help="comma-separated env steps of the table (default: the grid's report_steps)"
     )
-    sched = sub.add_parser("_schedule", help=argparse.SUPPRESS)
+    sched = sub.add_parser("_schedule")  # the background scheduler that `run` starts; no help: internal
     sched.add_argument("grid")
     sched.add_argument("--jobs", type=at_least(1), required=True)
     return parser.parse_args(argv)

@@ -50,10 +50,10 @@ CASES = [
     ("train", [*MG, "--run_dir", "{file}/run"], "--run_dir={file}/run is invalid: {file} is not a directory"),
     ("train", [*MG, "--runner", "rl_games", "--run_dir", "r"], "--run_dir is not available with --runner"),
     ("train", ["--resume", "{ckpt}", "--algo", "sac"], "is a meow run, not --algo sac"),
-    ("experiments", [], "the following arguments are required: command"),
+    ("experiments", [], "the following arguments are required: {run,status,stop,report}"),
     ("experiments", ["run", "nowhere.yaml"], "grid file nowhere.yaml does not exist"),
     ("experiments", ["run", "{file}"], "grid file {file} must be a mapping"),
-    ("experiments", ["walk", "x.yaml"], "argument command: invalid choice: 'walk'"),
+    ("experiments", ["walk", "x.yaml"], "invalid choice: 'walk' (choose from 'run', 'status'"),
     (
         "experiments",
         ["run", "x.yaml", "--jobs", "0"],
