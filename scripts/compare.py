@@ -9,6 +9,11 @@ Each positional argument is ``[LABEL=]PATTERN``: a run directory, or a glob of r
 (the seeds of one method); a run directory is any folder that holds TensorBoard event files,
 searched recursively. Without a label the pattern is the label. Draws two panels into a PNG:
 return against env steps and against wall-clock time since each run's first logged point.
+
+A run resumed in its own directory (``train.py --resume DIR --run_dir DIR``) holds one events
+file per session; they are read as one curve: points that a session logged after the checkpoint
+the next one resumed from (work redone after a kill) are dropped, and the pause between a stop
+and its resume is cut out of the wall-clock axis.
 Curves of one label are interpolated onto a common grid up to the shortest run; the band is a
 confidence interval of the mean over seeds (Student t; none for a single seed).
 """
@@ -80,26 +85,67 @@ def run_dirs(pattern: str) -> list[Path]:
     return sorted(found)
 
 
-def read_curve(run: Path, tag: str | None) -> Curve:
-    """The scalar ``tag`` (or the first of :data:`DEFAULT_TAGS`) of one run, merged over its event files."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+def _read_events_file(path: Path) -> list[tuple[str, int, float, float]]:
+    """``(tag, step, wall_time, value)`` of every scalar in one TensorBoard events file."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.util import tensor_util
 
-    events = EventAccumulator(str(run), size_guidance={"scalars": 0})
-    events.Reload()
-    have = set(events.Tags()["scalars"])
-    tags = [tag] if tag else [t for t in DEFAULT_TAGS if t in have]
-    if not tags or tags[0] not in have:
+    points = []
+    for event in EventFileLoader(str(path)).Load():
+        for v in event.summary.value:
+            if v.HasField("simple_value"):
+                value = v.simple_value
+            elif v.HasField("tensor") and not v.tensor.tensor_shape.dim:
+                value = tensor_util.make_ndarray(v.tensor).item()
+            else:
+                continue  # histograms, images, text
+            points.append((v.tag, event.step, event.wall_time, float(value)))
+    return points
+
+
+def read_run(run: Path) -> dict[str, Curve]:
+    """Every scalar of one run directory, as a curve per tag with steps ascending.
+
+    Each events file directly in ``run`` is one session (a start or a resume), taken in order of
+    its first point. A later session's points of a tag replace the earlier sessions' points of
+    that tag from its first step on (what a killed session logged after its last checkpoint).
+    ``seconds`` counts from the run's first point, with the time between one session's last
+    point and the next session's first point left out (the pause of a stopped run).
+    """
+    sessions = [pts for f in sorted(run.glob("events.out.tfevents.*")) if (pts := _read_events_file(f))]
+    sessions.sort(key=lambda pts: min(p[2] for p in pts))
+    kept: dict[str, list[tuple[int, float, float]]] = {}
+    paused, last_wall, start = 0.0, None, None
+    for pts in sessions:
+        first_wall = min(p[2] for p in pts)
+        if last_wall is not None and first_wall > last_wall:
+            paused += first_wall - last_wall
+        start = first_wall if start is None else start
+        last_wall = max(last_wall or first_wall, max(p[2] for p in pts))
+        firsts: dict[str, int] = {}
+        for tag, step, _, _ in pts:
+            firsts[tag] = min(step, firsts.get(tag, step))
+        for tag, first in firsts.items():
+            kept[tag] = [p for p in kept.get(tag, []) if p[0] < first]
+        for tag, step, wall, value in pts:
+            kept[tag].append((step, wall - paused - start, value))
+    curves = {}
+    for tag, pts in kept.items():
+        pts.sort(key=lambda p: p[0])
+        curves[tag] = Curve(run, tag, [float(p[0]) for p in pts], [p[2] for p in pts], [p[1] for p in pts])
+    return curves
+
+
+def read_curve(run: Path, tag: str | None) -> Curve:
+    """The scalar ``tag`` (or the first of :data:`DEFAULT_TAGS`) of one run (:func:`read_run`)."""
+    curves = read_run(run)
+    tags = [tag] if tag else [t for t in DEFAULT_TAGS if t in curves]
+    if not tags or tags[0] not in curves:
         wanted = tag or " or ".join(DEFAULT_TAGS)
-        raise ValueError(f"{run} has no '{wanted}' scalars; it has: {', '.join(sorted(have)) or 'none'}")
-    scalars = sorted(events.Scalars(tags[0]), key=lambda e: e.step)
-    start = min(e.wall_time for e in scalars)
-    return Curve(
-        run,
-        tags[0],
-        [float(e.step) for e in scalars],
-        [float(e.value) for e in scalars],
-        [e.wall_time - start for e in scalars],
-    )
+        raise ValueError(f"{run} has no '{wanted}' scalars; it has: {', '.join(sorted(curves)) or 'none'}")
+    curve = curves[tags[0]]
+    # time from the curve's own first point, as each tag's panel always did
+    return curve._replace(seconds=[t - curve.seconds[0] for t in curve.seconds])
 
 
 def band(curves: list[Curve], x: str, points: int, confidence: float):
@@ -135,6 +181,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
+    plot(groups, Path(args.out), args.confidence, args.points, args.title)
+    return 0
+
+
+def plot(
+    groups: dict[str, list[Curve]],
+    out: Path,
+    confidence: float = 0.95,
+    points: int = 200,
+    title: str | None = None,
+) -> None:
+    """Draws ``{label: curves of its seeds}`` into the PNG ``out``: return vs env steps and vs
+    wall-clock time, mean and ``confidence`` band over seeds; prints one summary line per label."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -146,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     unit, per_second = next((u, f) for limit, u, f in _TIME_UNITS if longest < limit)
     for label, curves in groups.items():
         for ax, x, scale in ((ax_steps, "steps", 1.0), (ax_time, "seconds", per_second)):
-            grid, mean, half = band(curves, x, args.points, args.confidence)
+            grid, mean, half = band(curves, x, points, confidence)
             (line,) = ax.plot(grid * scale, mean, label=f"{label} (n={len(curves)})")
             if half is not None:
                 ax.fill_between(grid * scale, mean - half, mean + half, color=line.get_color(), alpha=0.2)
@@ -156,20 +215,19 @@ def main(argv: list[str] | None = None) -> int:
             f"[compare] {label}: {len(curves)} run(s), {', '.join(sorted({c.tag for c in curves}))}, "
             f"final {mean_final:.1f} (per run: {', '.join(f'{v:.1f}' for v in final)})"
         )
-    band_note = f"mean and {args.confidence:.0%} CI over seeds"
+    band_note = f"mean and {confidence:.0%} CI over seeds"
     ax_steps.set(xlabel="env steps", ylabel=" / ".join(tags), title=f"return vs env steps ({band_note})")
     ax_time.set(xlabel=f"wall-clock {unit}", ylabel=" / ".join(tags), title="return vs wall-clock time")
     for ax in (ax_steps, ax_time):
         ax.grid(alpha=0.3)
         ax.legend()
-    if args.title:
-        fig.suptitle(args.title)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
+    plt.close(fig)
     print(f"[compare] wrote {out}")
-    return 0
 
 
 if __name__ == "__main__":

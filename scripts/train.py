@@ -3,6 +3,8 @@
     python scripts/train.py --task Hopper-v5 --algo meow [key=value ...]
     python scripts/train.py --task MultiGoal runner.total_steps=4000
     python scripts/train.py --resume logs/meow/Hopper-v5/<timestamp> runner.total_steps=2000000
+    python scripts/train.py --task Hopper-v5 --algo sac --run_dir runs/hopper/sac/seed1
+    python scripts/train.py --resume runs/hopper/sac/seed1 --run_dir runs/hopper/sac/seed1   # in place
     ./isaaclab.sh -p scripts/train.py --task Isaac-Ant-v0 --algo meow --headless --num_envs 4096
     torchrun --nproc_per_node 4 scripts/train.py --task Isaac-Ant-v0 --distributed --num_envs 4096
 
@@ -33,9 +35,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--task", help="task id or alias, e.g. Hopper-v5 (see tasks/)")
     parser.add_argument(
         "--algo",
-        default="meow",
         help="meow (default); baselines from their own libraries: sac (SB3 on Gymnasium tasks, "
-        "rl-games on Isaac tasks), ppo (rsl_rl through Isaac Lab, Isaac tasks)",
+        "rl-games on Isaac tasks), ppo (rsl_rl through Isaac Lab, Isaac tasks); --resume takes "
+        "the algorithm of the run it continues",
     )
     parser.add_argument(
         "--runner",
@@ -51,6 +53,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--resume", metavar="PATH", help="checkpoint file or run directory to continue from")
     parser.add_argument("--checkpoint", metavar="PATH", help="same as --resume (Isaac Lab's name)")
+    parser.add_argument(
+        "--run_dir",
+        metavar="DIR",
+        help="write the run into DIR instead of <log_dir>/<algo>/<task>/<timestamp> (MEow's core runner "
+        "and --algo sac on Gymnasium tasks); DIR must hold no checkpoints, except that --resume DIR "
+        "--run_dir DIR continues a run in its own directory",
+    )
     parser.add_argument("--seed", type=at_least(0), help="shorthand for seed=N")
     parser.add_argument("--device", help="shorthand for device=DEV (cpu, cuda, cuda:N)")
     parser.add_argument("--num_envs", type=at_least(1), help="shorthand for env.num_envs=N")
@@ -78,7 +87,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     # key=value overrides may stand before, between or after the flags
     args = parser.parse_intermixed_args(argv)
-    if args.algo not in ALGOS:
+    if args.algo is not None and args.algo not in ALGOS:
         parser.error(f"--algo {args.algo} is not available; valid: {', '.join(ALGOS)}")
     if args.checkpoint:
         if args.resume and args.resume != args.checkpoint:
@@ -99,6 +108,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def _raise_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def check_run_dir(run_dir: Path, resuming: Path | None) -> None:
+    """Raises a one-line ValueError unless ``--run_dir`` can take this run.
+
+    A run never writes into a directory holding another run's checkpoints; ``resuming`` (the
+    directory of the checkpoint given to --resume) may be continued in place.
+    """
+    from meow.utils.io import check_creatable_dir
+
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"--run_dir {run_dir} is a file; valid: a directory")
+    held = sorted(p.name for p in run_dir.glob("model_*")) if run_dir.is_dir() else []
+    if held and (resuming is None or run_dir.resolve() != resuming.resolve()):
+        raise ValueError(
+            f"--run_dir {run_dir} holds another run's checkpoints ({held[-1]}); valid: a directory "
+            "without checkpoints, or the directory of the run given to --resume (to continue it there)"
+        )
+    check_creatable_dir(run_dir, "--run_dir")
+
+
+def read_run_checkpoint(path: str) -> dict:
+    """The checkpoint --resume names (a file, or a run directory's newest): MEow's or SB3 SAC's."""
+    from meow.baselines import SAC_FORMAT
+    from meow.runners.checkpoint import FORMAT, CheckpointError, find_checkpoint, safe_load
+
+    found = find_checkpoint(path)
+    ckpt = safe_load(found)
+    if not isinstance(ckpt, dict) or ckpt.get("format") not in (FORMAT, SAC_FORMAT):
+        raise CheckpointError(f"{found} is not a MEow checkpoint (expected format '{FORMAT}')")
+    ckpt["path"] = str(found)
+    return ckpt
 
 
 def new_run_dir(cfg) -> Path:
@@ -150,15 +191,20 @@ def prepare(args, dist=None):
     Returns ``(cfg, env, eval_env, runner, run_dir)``, or the exit status when a baseline or the
     rl-games runner ran instead. ``dist``: this process's rank of a data-parallel run (or None).
     """
+    from meow.baselines import SAC_FORMAT
     from meow.config import ConfigError, config_from_checkpoint, find_task, load_config
     from meow.envs import get_kind, make_env_from_config
-    from meow.runners import CheckpointError, OffPolicyRunner, read_checkpoint
+    from meow.runners import CheckpointError, OffPolicyRunner
     from meow.runners.checkpoint import unfinished_saves
     from meow.utils.io import check_creatable_dir
 
     ckpt = None
     if args.resume:
-        ckpt = read_checkpoint(args.resume)
+        ckpt = read_run_checkpoint(args.resume)
+        saved_algo = "sac" if ckpt["format"] == SAC_FORMAT else "meow"
+        if args.algo not in (None, saved_algo):
+            raise CheckpointError(f"{ckpt['path']} is a {saved_algo} run, not --algo {args.algo}")
+        args.algo = saved_algo
         stale = unfinished_saves(Path(ckpt["path"]).parent)
         if stale:
             mib = sum(p.stat().st_size for p in stale) / 2**20
@@ -171,6 +217,9 @@ def prepare(args, dist=None):
             raise CheckpointError(f"{ckpt['path']} is a {cfg.env.id} run, not --task {args.task}")
     else:
         cfg = load_config(args.task, args.overrides)
+    args.algo = args.algo or "meow"
+    if args.run_dir is not None:
+        check_run_dir(Path(args.run_dir), Path(ckpt["path"]).parent if ckpt else None)
     if args.max_iterations is not None:
         cfg.runner.total_steps = args.max_iterations * cfg.env.num_envs * (dist.world_size if dist else 1)
     if dist is not None:
@@ -178,18 +227,21 @@ def prepare(args, dist=None):
     check_creatable_dir(cfg.runner.log_dir, "runner.log_dir")
     kind = get_kind(cfg.env.kind)
     if args.algo != "meow":
-        if args.runner != "core" or args.resume or args.video:
-            raise ConfigError(f"--algo {args.algo} takes no --runner, --resume or --video")
+        if args.runner != "core" or args.video or dist is not None:
+            raise ConfigError(f"--algo {args.algo} takes no --runner, --video or --distributed")
         from meow.baselines import run_baseline
 
-        out = run_baseline(args.algo, cfg, args.max_iterations)
+        run_dir = Path(args.run_dir) if args.run_dir else None
+        out = run_baseline(args.algo, cfg, args.max_iterations, run_dir=run_dir, resume=ckpt)
         print(f"[meow] {args.algo} baseline on {cfg.env.id}: logs in {out}")
         return 0
     if args.runner == "rl_games":
+        if args.run_dir:
+            raise ConfigError("--run_dir is not available with --runner rl_games; use the core runner")
         if args.video:
             raise ConfigError("--video is not available with --runner rl_games; use the core runner")
         return train_rl_games(cfg, ckpt)
-    run_dir = new_run_dir(cfg)
+    run_dir = Path(args.run_dir) if args.run_dir else new_run_dir(cfg)
     main_rank = dist is None or dist.is_main  # the only rank that writes
     video = None
     if args.video and main_rank:
@@ -225,7 +277,7 @@ def prepare(args, dist=None):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from meow.baselines import BaselineError
+    from meow.baselines import BaselineError, BaselineInterrupted
     from meow.config import ConfigError
     from meow.distributed import DistributedError, init_from_env
     from meow.envs import EnvKindError
@@ -234,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     dist = None
     try:
         if args.distributed:
-            if args.runner != "core" or args.algo != "meow":
+            if args.runner != "core" or args.algo not in (None, "meow"):
                 given = f"--runner {args.runner}" if args.runner != "core" else f"--algo {args.algo}"
                 raise ConfigError(
                     f"{given} does not support --distributed; use the core runner with MEow "
@@ -242,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
                 )
             dist = init_from_env()
         prepared = prepare(args, dist)
+    except BaselineInterrupted as stopped:
+        print(f"\n[meow] {stopped}")
+        return 130
     except (
         ConfigError,
         CheckpointError,

@@ -36,3 +36,86 @@ def test_a_baseline_the_task_does_not_have_is_a_one_line_error(tmp_path, capsys)
         exit_.value.code == 2
         and "--algo td3 is not available; valid: meow, sac, ppo" in capsys.readouterr().err
     )
+
+
+SAC_SMALL = ["runner.log_interval=250", "runner.eval_interval=500", "env.eval_envs=2", "torch_threads=1"]
+
+
+def test_a_sac_checkpoint_restores_the_networks_optimizers_and_replay_buffer(tmp_path, capsys):
+    import torch
+    from stable_baselines3 import SAC
+
+    from meow.baselines import _load_sac
+    from meow.utils.seeding import set_rng_state
+
+    run = tmp_path / "sac"
+    args = ["--task", "InvertedPendulum-v5", "--algo", "sac", "--run_dir", str(run), "--total_steps", "400"]
+    assert train.main([*args, "runner.warmup_steps=200", "runner.checkpoint_interval=200", *SAC_SMALL]) == 0
+    assert sorted(p.name for p in run.glob("model*")) == ["model.zip", "model_200.pt", "model_400.pt"]
+    ckpt = train.read_run_checkpoint(str(run))
+    assert ckpt["path"] == str(run / "model_400.pt") and ckpt["global_step"] == 400
+
+    import gymnasium as gym
+
+    fresh = SAC("MlpPolicy", gym.make("InvertedPendulum-v5"), buffer_size=400, seed=7, device="cpu")
+    _load_sac(fresh, ckpt, run / "replay_buffer.pt", set_rng_state)
+    assert fresh.num_timesteps == 400 and fresh._n_updates == ckpt["n_updates"] == 200
+    saved_policy, got_policy = ckpt["params"]["policy"], fresh.policy.state_dict()
+    assert saved_policy.keys() == got_policy.keys()
+    assert all(torch.equal(got_policy[k], v) for k, v in saved_policy.items())
+    for name, optimizer in (
+        ("actor.optimizer", fresh.actor.optimizer),
+        ("critic.optimizer", fresh.critic.optimizer),
+    ):
+        state = optimizer.state_dict()["state"]
+        assert state and all(
+            torch.equal(state[i]["exp_avg"], s["exp_avg"]) for i, s in ckpt["params"][name]["state"].items()
+        )
+    assert torch.equal(fresh.log_ent_coef.detach(), ckpt["log_ent_coef"])
+    # every transition of the 400 steps, in the order they were taken
+    sb3 = SAC.load(run / "model.zip")
+    assert fresh.replay_buffer.full and fresh.replay_buffer.pos == 0  # its 400 places, filled once
+    saved_buffer = torch.load(run / "replay_buffer.pt", weights_only=True)
+    assert torch.equal(torch.from_numpy(fresh.replay_buffer.observations[:400]), saved_buffer["observations"])
+    assert len(set(map(tuple, fresh.replay_buffer.observations[:400, 0].round(6).tolist()))) > 350
+    sb3_actor = sb3.policy.state_dict()
+    assert all(torch.equal(sb3_actor[k], v) for k, v in fresh.policy.state_dict().items())
+
+
+@pytest.mark.slow
+def test_a_sac_run_killed_mid_way_leaves_loadable_checkpoints_and_resumes_its_curve(tmp_path, capsys):
+    """SIGKILL at a random moment after a few checkpoints (saves are frequent, so often during one)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from meow.baselines import SAC_FORMAT
+    from meow.runners.checkpoint import safe_load
+
+    run = tmp_path / "sac"
+    args = ["--task", "InvertedPendulum-v5", "--algo", "sac", "--run_dir", str(run), "--total_steps", "1500"]
+    args += ["runner.warmup_steps=1300", "runner.checkpoint_interval=50", *SAC_SMALL]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "source")}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "train.py"), *args], env=env)
+    deadline = time.monotonic() + 300
+    while not (run / "model_750.pt").exists():
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    saved = sorted(int(p.stem.split("_")[1]) for p in run.glob("model_*.pt"))
+    assert saved[0] == 50 and 750 <= saved[-1] < 1500
+    for path in [*run.glob("model_*.pt"), run / "replay_buffer.pt"]:
+        data = safe_load(path)  # complete files only: a partial save is a hidden .tmp
+        assert data["global_step"] in saved and data.get("format", SAC_FORMAT) == SAC_FORMAT
+    assert [p.name for p in run.iterdir() if p.name.endswith(".tmp") and not p.name.startswith(".")] == []
+
+    capsys.readouterr()
+    assert train.main(["--resume", str(run), "--run_dir", str(run)]) == 0
+    assert f"resumed {run / f'model_{saved[-1]}.pt'} at env step {saved[-1]:,}" in capsys.readouterr().out
+    curves = load_script("compare").read_run(run)
+    assert curves["eval/return_mean"].steps == [500.0, 1000.0, 1500.0]
+    assert curves["eval/stochastic_return_mean"].steps == [500.0, 1000.0, 1500.0]
+    assert curves["charts/SPS"].steps == [250.0 * k for k in range(1, 7)]

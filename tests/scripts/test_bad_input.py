@@ -15,6 +15,7 @@ from script_loader import load_script
 
 MG = ["--task", "MultiGoal"]
 HOP = ["--task", "Hopper-v5"]
+SMOKE = str(Path(__file__).resolve().parents[2] / "experiments" / "smoke.yaml")
 
 # (script, arguments, text the one-line answer contains). "{ckpt}" is a small trained run's
 # checkpoint, "{file}" an existing regular file.
@@ -42,9 +43,26 @@ CASES = [
     (
         "train",
         [*HOP, "--algo", "sac", "--video"],
-        "--algo sac takes no --runner, --resume or --video",
+        "--algo sac takes no --runner, --video or --distributed",
     ),
     ("train", [*MG, "--bogus"], "unrecognized arguments: --bogus"),
+    ("train", [*MG, "--run_dir", "{file}"], "--run_dir {file} is a file; valid: a directory"),
+    ("train", [*MG, "--run_dir", "{file}/run"], "--run_dir={file}/run is invalid: {file} is not a directory"),
+    ("train", [*MG, "--runner", "rl_games", "--run_dir", "r"], "--run_dir is not available with --runner"),
+    ("train", ["--resume", "{ckpt}", "--algo", "sac"], "is a meow run, not --algo sac"),
+    ("experiments", [], "the following arguments are required: {run,status,stop,report}"),
+    ("experiments", ["run", "nowhere.yaml"], "grid file nowhere.yaml does not exist"),
+    ("experiments", ["run", "{file}"], "grid file {file} must be a mapping"),
+    ("experiments", ["walk", "x.yaml"], "invalid choice: 'walk' (choose from 'run', 'status'"),
+    (
+        "experiments",
+        ["run", "x.yaml", "--jobs", "0"],
+        "argument --jobs: 0 is invalid; valid: an integer >= 1",
+    ),
+    ("experiments", ["stop", "x.yaml", "--timeout", "-1"], "argument --timeout: -1 is invalid"),
+    ("experiments", ["report", SMOKE, "--steps", "25k"], "--steps 25k is invalid; valid: comma-separated"),
+    ("experiments", ["report", SMOKE, "--out", "{file}/r"], "--out={file}/r is invalid"),
+    ("experiments", ["report", SMOKE, "--out", "r"], "no run of grid 'smoke' has logged an evaluation yet"),
     ("train", ["--resume", "{ckpt}", "--checkpoint", "{file}"], "give --resume or --checkpoint, not both"),
     ("train", ["--resume", "nowhere/run"], "checkpoint nowhere/run does not exist"),
     ("train", ["--resume", "{file}"], "cannot read checkpoint"),

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -20,20 +21,32 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
     under ``path`` (plus, at worst, a hidden ``.<name>.*.tmp`` that no reader looks at); a
     write that fails (a full disk) removes its temporary file and raises.
     """
+
+    def write(f: BinaryIO) -> None:
+        writer = _ErrorKeepingWriter(f)
+        try:
+            torch.save(obj, writer)
+        except RuntimeError:
+            # torch reports a failed write as an opaque RuntimeError; the OS's reason
+            # (e.g. "No space left on device") is the useful one.
+            if writer.error is not None:
+                raise writer.error from None
+            raise
+
+    atomic_write(path, write)
+
+
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
+    """Calls ``write`` on a temporary binary file beside ``path``, syncs it, then renames it onto ``path``.
+
+    The guarantee of :func:`atomic_torch_save` for any writer (JSON, a library's own format).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:
-            writer = _ErrorKeepingWriter(f)
-            try:
-                torch.save(obj, writer)
-            except RuntimeError:
-                # torch reports a failed write as an opaque RuntimeError; the OS's reason
-                # (e.g. "No space left on device") is the useful one.
-                if writer.error is not None:
-                    raise writer.error from None
-                raise
+            write(f)
             f.flush()
             # Without fsync a power loss after the rename can leave an empty file under the name.
             os.fsync(f.fileno())

@@ -1,0 +1,208 @@
+"""scripts/experiments.py runs a grid of real training processes, across stops and sessions.
+
+The grid is experiments/smoke.yaml (MEow and SB3 SAC on InvertedPendulum, two seeds) with its
+runs moved into a temporary folder; every run is a real ``scripts/train.py`` process.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from script_loader import load_script
+
+ROOT = Path(__file__).resolve().parents[2]
+experiments, compare = load_script("experiments"), load_script("compare")
+SCRIPT = [sys.executable, str(ROOT / "scripts" / "experiments.py")]
+
+
+def _grid(tmp_path: Path, name: str = "smoke", **changes) -> Path:
+    data = yaml.safe_load((ROOT / "experiments" / "smoke.yaml").read_text())
+    data.update(name=name, out=str(tmp_path / "runs"), **changes)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _cli(*args: str, timeout: float = 400) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'source'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    return subprocess.run(
+        [*SCRIPT, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env
+    )
+
+
+def _run_dirs(tmp_path: Path, name: str) -> list[Path]:
+    return sorted((tmp_path / "runs" / name).glob("*/*/seed*"))
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """The smoke grid, run to completion with 2 jobs (the scheduler in this process, the runs real
+    ``train.py`` processes); its console output."""
+    tmp = tmp_path_factory.mktemp("grid")
+    grid = _grid(tmp)
+    with pytest.MonkeyPatch.context() as mp:
+        import io
+
+        out = io.StringIO()
+        mp.setattr(sys, "stdout", out)
+        status = experiments.main(["run", str(grid), "--wait", "--jobs", "2"])
+    assert status == 0, out.getvalue()[-3000:]
+    return tmp, grid, out.getvalue()
+
+
+def test_the_smoke_grid_runs_to_completion_and_a_second_run_skips_it(smoke, capsys):
+    tmp, grid, out = smoke
+    runs = _run_dirs(tmp, "smoke")
+    assert [str(r.relative_to(tmp / "runs" / "smoke")) for r in runs] == [
+        f"InvertedPendulum-v5/{m}/seed{s}" for m in ("meow", "sac") for s in (1, 2)
+    ]
+    assert out.count("started ") == 4 and "all 4 run(s) done" in out
+    for run in runs:
+        assert json.loads((run / "done.json").read_text())["steps"] == 1000
+        assert (run / "model_1000.pt").is_file() and not (run / "run.pid").exists()
+        curves = compare.read_run(run)
+        assert curves["eval/return_mean"].steps == [500.0, 1000.0]
+        assert curves["charts/SPS"].steps == [250.0, 500.0, 750.0, 1000.0]
+        log = (run / "train.log").read_text()
+        assert "torch threads 1" in log or "sac" in run.parts[-2]
+    sac = compare.read_run(runs[2])
+    assert sac["eval/stochastic_return_mean"].steps == [500.0, 1000.0]
+    # the second `run` finds every run done: no process started, nothing rewritten
+    before = {p: p.stat().st_mtime_ns for run in runs for p in run.iterdir()}
+    capsys.readouterr()
+    assert experiments.main(["run", str(grid), "--wait"]) == 0
+    again = capsys.readouterr().out
+    assert "4 runs (4 done, 0 to resume, 0 to start)" in again and "nothing to do" in again
+    assert {p: p.stat().st_mtime_ns for run in runs for p in run.iterdir()} == before
+    assert experiments.main(["status", str(grid)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 5 and all(" done " in line for line in lines[:4])
+    assert lines[-1].startswith("total: 4 runs: 4 done; 4,000 of 4,000 env steps (100%)")
+
+
+def test_report_writes_the_csv_table_and_a_png_per_task_and_tag(smoke):
+    tmp, grid, _ = smoke
+    out = tmp / "report"
+    assert experiments.main(["report", str(grid), "--out", str(out), "--steps", "500,1000"]) == 0
+    with open(out / "curves.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["task", "method", "seed", "env_step", "tag", "value", "seconds"]
+    evals = {(r["method"], r["seed"], r["env_step"]) for r in rows if r["tag"] == "eval/return_mean"}
+    assert evals == {(m, s, e) for m in ("meow", "sac") for s in ("1", "2") for e in ("500", "1000")}
+    # the table's cells are the mean and std of exactly those CSV values
+    at_1k = [float(r["value"]) for r in rows if r["tag"] == "eval/return_mean" and r["method"] == "sac"]
+    at_1k = at_1k[1::2]  # seed 1 then seed 2, steps 500 then 1000
+    import numpy as np
+
+    table = (out / "returns.md").read_text()
+    row = next(line for line in table.splitlines() if line.startswith("| InvertedPendulum-v5 | sac |"))
+    assert f"{np.mean(at_1k):.1f} ± {np.std(at_1k, ddof=1):.1f} (seeds 1,2)" in row.split("|")[4]
+    assert "## `eval/stochastic_return_mean`" in table
+    for tag in ("eval_return_mean", "eval_stochastic_return_mean"):
+        png = out / f"InvertedPendulum-v5_{tag}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _wait_for(paths: list[Path], seconds: float = 300) -> None:
+    deadline = time.monotonic() + seconds
+    while not all(p.exists() for p in paths):
+        assert time.monotonic() < deadline, f"not written within {seconds} s: {paths}"
+        time.sleep(0.05)
+
+
+def test_runs_stopped_with_sigterm_resume_from_their_checkpoints_with_a_continuous_step_axis(
+    tmp_path, capsys
+):
+    # One grid per method, so that each is stopped right after its own first checkpoint; a long
+    # warm-up keeps the runs cheap.
+    grids, runs = {}, {}
+    for method, extra in (("meow", ["runner.progress=false"]), ("sac", [])):
+        overrides = {method: ["runner.warmup_steps=1300", *extra]}
+        grids[method] = _grid(tmp_path, method, methods=[method], seeds=[1], steps=1500, overrides=overrides)
+        runs[method] = tmp_path / "runs" / method / "InvertedPendulum-v5" / method / "seed1"
+        started = _cli("run", str(grids[method]), "--jobs", "2")
+        assert started.returncode == 0 and "scheduler pid" in started.stdout, started.stderr
+    saved = {}
+    for method, run in runs.items():
+        _wait_for([run / "model_500.pt"])
+        assert experiments.main(["stop", str(grids[method])]) == 0  # in this process: no start-up delay
+        assert not (run / "done.json").exists()
+        assert json.loads((run / "last_exit.json").read_text())["status"] == 130
+        saved[method] = max(int(p.stem.split("_")[1]) for p in run.glob("model_*.pt"))
+        assert 500 <= saved[method] < 1500
+        capsys.readouterr()
+        assert experiments.main(["status", str(grids[method])]) == 0
+        status = capsys.readouterr().out
+        assert f"partial at {saved[method]:,} steps" in status and "no scheduler running" in status
+
+    for method in runs:
+        assert _cli("run", str(grids[method])).returncode == 0
+    _wait_for([run / "done.json" for run in runs.values()])
+    for method, run in runs.items():
+        log = (tmp_path / "runs" / method / "scheduler.log").read_text()
+        assert f"resumed InvertedPendulum-v5/{method}/seed1 at env step {saved[method]:,}" in log
+        assert "resume: " in (run / "train.log").read_text()
+        assert len(list(run.glob("events.out.tfevents.*"))) == 2  # one per session
+        curves = compare.read_run(run)
+        assert curves["eval/return_mean"].steps == [500.0, 1000.0, 1500.0]
+        assert curves["charts/SPS"].steps == [250.0 * k for k in range(1, 7)]
+        seconds = curves["charts/SPS"].seconds
+        assert seconds == sorted(seconds)  # the pause between the sessions is cut, never negative
+        assert json.loads((run / "done.json").read_text())["steps"] == 1500
+
+
+BAD = [
+    ("missing.yaml", None, "grid file {tmp}/missing.yaml does not exist"),
+    ("bad.yaml", "tasks: [Hopper-v5\n", "is not valid YAML at line"),
+    ("key.yaml", {"task": ["Hopper-v5"]}, "unknown key 'task' in"),
+    ("task.yaml", {"tasks": ["Hoper-v5"]}, "unknown task 'Hoper-v5'; did you mean Hopper-v5"),
+    ("method.yaml", {"methods": ["meow", "td3"]}, "methods: 'td3' in"),
+    ("sac.yaml", {"tasks": ["MultiGoal"]}, "sac is not available for MultiGoal"),
+    ("seeds.yaml", {"seeds": [1, -1]}, "seeds: -1 in"),
+    ("steps.yaml", {"steps": "100k"}, "steps: '100k' in"),
+    ("override.yaml", {"overrides": {"meow": ["algo.lrr=1"]}}, "unknown key 'algo.lrr'"),
+]
+
+
+@pytest.mark.parametrize(("name", "content", "expected"), BAD, ids=[b[0] for b in BAD])
+@pytest.mark.parametrize("command", ["run", "status", "report"])
+def test_a_bad_grid_file_is_a_one_line_error_and_writes_nothing(
+    tmp_path, capsys, name, content, expected, command
+):
+    if content is not None:
+        base = yaml.safe_load((ROOT / "experiments" / "smoke.yaml").read_text())
+        base["out"] = str(tmp_path / "runs")
+        text = content if isinstance(content, str) else yaml.safe_dump({**base, **content})
+        (tmp_path / name).write_text(text)
+    before = sorted(tmp_path.rglob("*"))
+    args = [command, str(tmp_path / name)] + (["--out", str(tmp_path / "rep")] if command == "report" else [])
+    assert experiments.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert expected.format(tmp=tmp_path) in err
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_train_py_run_dir_refuses_another_runs_checkpoints(tmp_path, capsys):
+    train = load_script("train")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model_500.pt").write_bytes(b"")
+    assert train.main(["--task", "MultiGoal", "--run_dir", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert f"--run_dir {run} holds another run's checkpoints (model_500.pt)" in err
+    assert sorted(p.name for p in run.iterdir()) == ["model_500.pt"]
+
+
+def test_stop_with_nothing_running_says_so(smoke, capsys):
+    _, grid, _ = smoke
+    assert experiments.main(["stop", str(grid)]) == 0
+    assert "nothing of grid 'smoke' is running" in capsys.readouterr().out
