@@ -20,6 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from meow.algorithms.meow import CAPTURE_MODES
 from meow.envs.registry import EnvKindError, all_task_dirs, get_kind, kind_names
+from meow.modules.flow_policy import COUPLING_BIASES, Q_DROPOUTS
 from meow.runners.evaluation import EVAL_MODES
 
 ROOT = Path(os.environ.get("MEOW_ROOT", Path(__file__).resolve().parents[2]))
@@ -112,6 +113,8 @@ class AlgoConfig:
     reward_shifting: bool = MISSING
     dropout: float = MISSING
     layer_norm: bool = MISSING
+    coupling_bias: str = MISSING
+    q_dropout: str = MISSING
     normalize_obs: bool = MISSING
     n_step: int = MISSING
     capture: str = MISSING
@@ -276,6 +279,7 @@ def config_from_checkpoint(saved: dict, overrides: list[str] | tuple[str, ...] =
 
 # Settings added since the first checkpoint format, with the value that keeps an older run's behaviour.
 _ADDED_RUNNER_KEYS = {"keep_checkpoints": 0, "save_buffer_max_gib": 4.0, "eval_mode": "deterministic"}
+_ADDED_ALGO_KEYS = {"coupling_bias": "zeros", "q_dropout": "shared"}
 
 
 def _upgrade(saved: dict) -> dict:
@@ -288,6 +292,8 @@ def _upgrade(saved: dict) -> dict:
     for key, value in _ADDED_RUNNER_KEYS.items():
         runner.setdefault(key, value)
     algo = saved.get("algo", {})
+    for key, value in _ADDED_ALGO_KEYS.items():
+        algo.setdefault(key, value)
     if "compile" in algo:  # algo.capture replaced it
         algo.setdefault("capture", "compile" if algo.pop("compile") else "auto")
         algo.setdefault("n_step", 1)
@@ -345,6 +351,10 @@ def validate(cfg: DictConfig) -> None:
     _check(a.n_step >= 1, "algo.n_step", a.n_step, "an integer >= 1 (1: the paper's one-step target)")
     _check(a.capture in CAPTURE_MODES, "algo.capture", a.capture, " | ".join(CAPTURE_MODES))
     _check(0 <= a.dropout < 1, "algo.dropout", a.dropout, "a number in [0, 1)")
+    _check(
+        a.coupling_bias in COUPLING_BIASES, "algo.coupling_bias", a.coupling_bias, " | ".join(COUPLING_BIASES)
+    )
+    _check(a.q_dropout in Q_DROPOUTS, "algo.q_dropout", a.q_dropout, " | ".join(Q_DROPOUTS))
     _check(cfg.buffer.capacity >= 1, "buffer.capacity", cfg.buffer.capacity, "an integer >= 1")
     _check(
         a.batch_size <= cfg.buffer.capacity,

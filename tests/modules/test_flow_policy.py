@@ -301,3 +301,51 @@ def test_density_integrates_to_one(action_dim: int, nodes: int, randomize) -> No
         log_prob = policy.log_prob(obs.repeat_interleave(points, 0), grid.repeat(batch, 1))
     log_mass = _log_integral(log_prob.reshape(batch, points), log_weights)
     torch.testing.assert_close(log_mass, torch.zeros(batch, dtype=torch.float64), rtol=0.0, atol=1e-7)
+
+
+def test_coupling_biases_start_at_zero_or_at_pytorchs_default():
+    """``coupling_bias``: zeros (ours) or PyTorch's default U(-1/sqrt(in), 1/sqrt(in)) as the
+    paper's release leaves them; the weights are orthogonal either way."""
+    torch.manual_seed(0)
+    zero = FlowPolicy(5, 3, alpha=0.2, log_sigma_min=-5.0, log_sigma_max=-0.3)
+    default = FlowPolicy(5, 3, alpha=0.2, log_sigma_min=-5.0, log_sigma_max=-0.3, coupling_bias="default")
+    for a, b in zip(zero.couplings, default.couplings, strict=True):
+        for la, lb in zip(a.shift_net, b.shift_net, strict=True):
+            if isinstance(la, nn.Linear):
+                assert torch.equal(la.bias, torch.zeros_like(la.bias))
+                bound = 1.0 / math.sqrt(lb.in_features)
+                assert lb.bias.abs().max() <= bound and lb.bias.abs().max() > 0.1 * bound
+                w = lb.weight if lb.out_features <= lb.in_features else lb.weight.T
+                torch.testing.assert_close(w @ w.T, torch.eye(w.shape[0]), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="coupling_bias=ones is invalid"):
+        FlowPolicy(5, 3, alpha=0.2, log_sigma_min=-5.0, log_sigma_max=-0.3, coupling_bias="ones")
+
+
+def test_per_head_dropout_gives_each_q_head_its_own_masks_in_training_only():
+    """``q_dropout="per_head"``: in training mode the heads' energies differ (own dropout masks),
+    each head's Q is a Q of the shared flow under some mask; in eval mode, and for ``shared``,
+    the heads differ only by their shift."""
+    torch.manual_seed(0)
+    policy = FlowPolicy(5, 3, alpha=0.2, log_sigma_min=-5.0, log_sigma_max=-0.3, q_dropout="per_head")
+    obs, act = torch.randn(64, 5), torch.rand(64, 3) * 1.8 - 0.9
+    with torch.no_grad():
+        for net in policy.shift.net:  # non-zero shift heads, so that they show
+            if hasattr(net, "weight") and not isinstance(net, Swish):
+                net.weight.normal_(0, 0.1)
+        shift = policy.shift_values(obs)
+        energy = policy.train().q_values(obs, act) / policy.alpha - shift
+        assert not torch.allclose(energy[0], energy[1])
+        # the same draw through one head at a time: head k's energy is a pass with masks
+        torch.manual_seed(1)
+        twice = policy.q_values(obs, act) / policy.alpha - shift
+        torch.manual_seed(1)
+        u, e, _ = policy._to_latent(act.repeat(2, 1), obs.repeat(2, 1))
+        by_hand = (-0.5 * u.square().sum(-1) + e).view(2, -1)
+        torch.testing.assert_close(twice, by_hand)
+        # eval mode: one pass, equal energies
+        evaluated = policy.eval().q_values(obs, act) / policy.alpha - shift
+        torch.testing.assert_close(evaluated[0], evaluated[1])
+        shared = FlowPolicy(5, 3, alpha=0.2, log_sigma_min=-5.0, log_sigma_max=-0.3)
+        shared.load_state_dict(policy.state_dict())
+        same = shared.train().q_values(obs, act) / shared.alpha - shift
+        torch.testing.assert_close(same[0], same[1])

@@ -129,6 +129,12 @@ CASES = [
     ("train", [*MG, "algo.reward_shifting=maybe"], "bad value for 'algo.reward_shifting'"),
     ("train", [*MG, "algo.dropout=1"], "algo.dropout=1.0 is invalid; valid: a number in [0, 1)"),
     ("train", [*MG, "algo.layer_norm=maybe"], "bad value for 'algo.layer_norm'"),
+    (
+        "train",
+        [*MG, "algo.coupling_bias=random"],
+        "algo.coupling_bias=random is invalid; valid: zeros | default",
+    ),
+    ("train", [*MG, "algo.q_dropout=twice"], "algo.q_dropout=twice is invalid; valid: shared | per_head"),
     ("train", [*MG, "algo.normalize_obs=yes please"], "bad value for 'algo.normalize_obs'"),
     ("train", [*MG, "algo.capture=graph"], "algo.capture=graph is invalid; valid: auto | none | compile"),
     ("train", [*MG, "algo.capture=cudagraph"], "algo.capture=cudagraph needs CUDA, but device=cpu"),

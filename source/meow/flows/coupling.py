@@ -21,6 +21,8 @@ class AdditiveCoupling(Transform):
         hidden: hidden layer sizes of the shift network.
         dropout: dropout probability after each hidden layer.
         layer_norm: whether each hidden linear is followed by a LayerNorm.
+        zero_bias: biases start at zero (else PyTorch's default uniform, as the paper's release
+            leaves them); the weights are orthogonal either way.
     """
 
     def __init__(
@@ -30,12 +32,18 @@ class AdditiveCoupling(Transform):
         hidden: tuple[int, ...] = (64, 64),
         dropout: float = 0.1,
         layer_norm: bool = True,
+        zero_bias: bool = True,
     ) -> None:
         super().__init__()
         dim = mask.numel()
         self.register_buffer("mask", mask.float().reshape(dim))
         self.shift_net = mlp(
-            dim + context_dim, hidden, dim, layer_norm=layer_norm, dropout=dropout, init="orthogonal"
+            dim + context_dim,
+            hidden,
+            dim,
+            layer_norm=layer_norm,
+            dropout=dropout,
+            init="orthogonal" if zero_bias else "orthogonal_default_bias",
         )
 
     def _shift(self, x: Tensor, context: Tensor) -> Tensor:

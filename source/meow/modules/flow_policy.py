@@ -10,6 +10,15 @@ from torch import Tensor, nn
 from meow.flows import AdditiveCoupling, StateScaling, TanhSquash, Transform
 from meow.nn.layers import EnsembleMLP
 
+COUPLING_BIASES = ("zeros", "default")
+"""``algo.coupling_bias``: the coupling networks' initial biases (zeros, or PyTorch's default uniform
+as the paper's release leaves them under orthogonal weights)."""
+
+Q_DROPOUTS = ("shared", "per_head")
+"""``algo.q_dropout``: in training mode, one dropout mask for all soft-Q heads (one pass through
+the couplings) or one per head (the couplings run on the batch repeated per head, as the paper's
+release evaluates its two heads on a doubled batch)."""
+
 
 class FlowPolicy(nn.Module):
     """MEow's flow ``pi(a|s)`` with ``Q(s,a) - V(s) = alpha * log pi(a|s)`` exactly.
@@ -42,6 +51,8 @@ class FlowPolicy(nn.Module):
         reward_shifting: if False, ``b_k = 0`` (the ablation without LRS).
         dropout: dropout in the coupling networks.
         layer_norm: LayerNorm in the coupling networks.
+        coupling_bias: ``zeros`` or ``default`` (see :data:`COUPLING_BIASES`).
+        q_dropout: ``shared`` or ``per_head`` (see :data:`Q_DROPOUTS`).
     """
 
     def __init__(
@@ -60,8 +71,17 @@ class FlowPolicy(nn.Module):
         reward_shifting: bool = True,
         dropout: float = 0.1,
         layer_norm: bool = True,
+        coupling_bias: str = "zeros",
+        q_dropout: str = "shared",
     ) -> None:
         super().__init__()
+        if coupling_bias not in COUPLING_BIASES:
+            raise ValueError(
+                f"coupling_bias={coupling_bias} is invalid; valid: {' | '.join(COUPLING_BIASES)}"
+            )
+        if q_dropout not in Q_DROPOUTS:
+            raise ValueError(f"q_dropout={q_dropout} is invalid; valid: {' | '.join(Q_DROPOUTS)}")
+        self.q_dropout = q_dropout
         self.obs_dim = obs_dim
         self.action_dim = action_dim
         self.num_shift_heads = num_shift_heads
@@ -69,7 +89,14 @@ class FlowPolicy(nn.Module):
         self.scaling = StateScaling(action_dim, obs_dim, log_sigma_min, log_sigma_max, scale_hidden)
         mask = torch.arange(action_dim) % 2 == 0
         self.couplings = nn.ModuleList(
-            AdditiveCoupling(mask if k % 2 == 0 else ~mask, obs_dim, coupling_hidden, dropout, layer_norm)
+            AdditiveCoupling(
+                mask if k % 2 == 0 else ~mask,
+                obs_dim,
+                coupling_hidden,
+                dropout,
+                layer_norm,
+                zero_bias=coupling_bias == "zeros",
+            )
             for k in range(num_couplings)
         )
         self.squash = TanhSquash()
@@ -128,9 +155,19 @@ class FlowPolicy(nn.Module):
         return self._gaussian_log_kernel(u) - self._log_norm_const + energy + constant
 
     def q_values(self, obs: Tensor, action: Tensor) -> Tensor:
-        """Soft Q of every shift head, shaped ``(heads, B)``."""
-        u, energy, _ = self._to_latent(action, obs)
-        return self.alpha * (self._gaussian_log_kernel(u) + energy + self.shift_values(obs))
+        """Soft Q of every shift head, shaped ``(heads, B)``.
+
+        With ``q_dropout="per_head"`` in training mode each head's energy comes from its own
+        pass through the couplings (its own dropout masks); otherwise the heads share one pass.
+        """
+        heads = self.num_shift_heads
+        if self.q_dropout == "per_head" and self.training and heads > 1:
+            u, energy, _ = self._to_latent(action.repeat(heads, 1), obs.repeat(heads, 1))
+            kernel = (self._gaussian_log_kernel(u) + energy).view(heads, -1)
+        else:
+            u, energy, _ = self._to_latent(action, obs)
+            kernel = self._gaussian_log_kernel(u) + energy
+        return self.alpha * (kernel + self.shift_values(obs))
 
     def values(self, obs: Tensor) -> Tensor:
         """Soft V of every shift head in closed form, shaped ``(heads, B)``.

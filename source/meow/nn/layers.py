@@ -64,14 +64,15 @@ class Dropout(nn.Module):
 
 
 def _init_linear(layer: nn.Linear, init: str) -> None:
-    if init == "orthogonal":
+    if init in ("orthogonal", "orthogonal_default_bias"):
         nn.init.orthogonal_(layer.weight)
-        nn.init.zeros_(layer.bias)
+        if init == "orthogonal":
+            nn.init.zeros_(layer.bias)
     elif init == "zeros":
         # Weights only: biases keep PyTorch's default uniform init, as in the reference.
         nn.init.zeros_(layer.weight)
     elif init != "default":
-        raise ValueError(f"unknown init '{init}'; valid: orthogonal, zeros, default")
+        raise ValueError(f"unknown init '{init}'; valid: orthogonal, orthogonal_default_bias, zeros, default")
 
 
 def mlp(
@@ -91,7 +92,8 @@ def mlp(
         out_dim: output size.
         layer_norm: LayerNorm after each hidden linear.
         dropout: dropout probability after each hidden activation (0 disables it).
-        init: ``orthogonal`` (weights orthogonal, biases zero), ``zeros`` (weights zero)
+        init: ``orthogonal`` (weights orthogonal, biases zero), ``orthogonal_default_bias``
+            (weights orthogonal, biases PyTorch's default uniform), ``zeros`` (weights zero)
             or ``default`` (PyTorch's).
     """
     layers: list[nn.Module] = []

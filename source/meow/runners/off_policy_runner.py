@@ -49,6 +49,8 @@ def build_policy(cfg: DictConfig, obs_dim: int, action_dim: int) -> FlowPolicy:
         reward_shifting=a.reward_shifting,
         dropout=a.dropout,
         layer_norm=a.layer_norm,
+        coupling_bias=a.coupling_bias,
+        q_dropout=a.q_dropout,
     )
 
 
