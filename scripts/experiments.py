@@ -54,7 +54,7 @@ GRID_KEYS = {
     "name": "the grid's name (default: the file's stem); runs go to <out>/<name>/...",
     "out": "root folder of the runs (default logs/experiments), relative to the current folder",
     "tasks": "task ids, e.g. [Hopper-v5, Walker2d-v5]",
-    "methods": f"a list of {', '.join(METHODS)}",
+    "methods": f"a list of {', '.join(METHODS)} or of names from variants",
     "seeds": "a list of integers >= 0",
     "steps": "env steps per run",
     "eval_interval": "env steps between evaluations",
@@ -63,6 +63,8 @@ GRID_KEYS = {
     "log_interval": "env steps between logged training scalars (default 1000)",
     "report_steps": "env steps at which the report's table gives returns (default 25%, 50%, 100%)",
     "overrides": "{method: [key=value, ...]}: config overrides per method, after the grid's",
+    "variants": "{name: {method: meow|sac, overrides: [key=value, ...]}}: a method with its own "
+    "settings (after the method's overrides), listed in methods by its name",
 }
 
 
@@ -87,6 +89,8 @@ class Grid:
     log_interval: int = 1000
     report_steps: list[int] = field(default_factory=list)
     overrides: dict[str, list[str]] = field(default_factory=dict)
+    variants: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
+    """name -> (method, overrides): e.g. an A/B of one method's settings."""
 
     @property
     def root(self) -> Path:
@@ -120,8 +124,13 @@ class Run:
     def label(self) -> str:
         return f"{self.task}/{self.method}/seed{self.seed}"
 
+    @property
+    def algo(self) -> str:
+        """The method that runs: ``method`` itself, or the method of the variant it names."""
+        return self.grid.variants.get(self.method, (self.method, []))[0]
+
     def overrides(self) -> list[str]:
-        """The grid's settings as config overrides, then the method's own."""
+        """The grid's settings as config overrides, then the method's own, then the variant's."""
         g = self.grid
         return [
             f"seed={self.seed}",
@@ -131,7 +140,8 @@ class Run:
             f"runner.checkpoint_interval={g.checkpoint_interval}",
             f"runner.log_interval={g.log_interval}",
             "torch_threads=1",
-            *g.overrides.get(self.method, []),
+            *g.overrides.get(self.algo, []),
+            *g.variants.get(self.method, ("", []))[1],
         ]
 
     def checkpoint_steps(self) -> list[int]:
@@ -159,7 +169,7 @@ class Run:
         overrides = self.overrides() + eval_overrides
         if self.checkpoint_steps():
             return [*train, "--resume", str(self.dir), "--run_dir", str(self.dir), *overrides]
-        return [*train, "--task", self.task, "--algo", self.method, "--run_dir", str(self.dir), *overrides]
+        return [*train, "--task", self.task, "--algo", self.algo, "--run_dir", str(self.dir), *overrides]
 
 
 # ------------------------------------------------------------------------------------ the grid file
@@ -214,10 +224,29 @@ def load_grid(path: str) -> Grid:
             find_task(task)
         except ConfigError as err:
             raise GridError(f"tasks: {' '.join(str(err).split())} (in {path})") from None
+    variants_data = data.get("variants") or {}
+    if not isinstance(variants_data, dict):
+        raise GridError(f"variants: {variants_data!r} in {path} is invalid; valid: {GRID_KEYS['variants']}")
+    variants: dict[str, tuple[str, list[str]]] = {}
+    for name, spec in variants_data.items():
+        items = spec.get("overrides", []) if isinstance(spec, dict) else None
+        if (
+            not isinstance(name, str)
+            or name in METHODS
+            or "/" in name
+            or not isinstance(spec, dict)
+            or set(spec) - {"method", "overrides"}
+            or spec.get("method") not in METHODS
+            or not isinstance(items, list)
+            or not all(isinstance(i, str) for i in items)
+        ):
+            raise GridError(f"variants.{name}: {spec!r} in {path} is invalid; valid: {GRID_KEYS['variants']}")
+        variants[name] = (spec["method"], list(items))
     methods = str_list("methods")
     for method in methods:
-        if method not in METHODS:
-            raise GridError(f"methods: '{method}' in {path} is unknown; valid: {', '.join(METHODS)}")
+        if method not in METHODS and method not in variants:
+            valid = ", ".join([*METHODS, *variants])
+            raise GridError(f"methods: '{method}' in {path} is unknown; valid: {valid}")
     seeds = data["seeds"]
     if not isinstance(seeds, list) or not seeds:
         raise GridError(f"seeds: {seeds!r} in {path} is invalid; valid: {GRID_KEYS['seeds']}")
@@ -255,6 +284,7 @@ def load_grid(path: str) -> Grid:
         log_interval=integer("log_interval", 1) if "log_interval" in data else 1000,
         report_steps=report_steps,
         overrides={m: list(v) for m, v in overrides.items()},
+        variants=variants,
     )
     # Every run's settings go through the same checks as train.py's, before anything is started.
     for task in tasks:
@@ -264,7 +294,7 @@ def load_grid(path: str) -> Grid:
                 cfg = load_config(task, run.overrides())
             except ConfigError as err:
                 raise GridError(f"{task}/{method}: {' '.join(str(err).split())} (in {path})") from None
-            if method == "sac" and cfg.env.kind != "gymnasium":
+            if run.algo == "sac" and cfg.env.kind != "gymnasium":
                 raise GridError(
                     f"methods: sac is not available for {task} ({cfg.env.kind} task) in {path}; "
                     "valid: meow, or sac on Gymnasium tasks"

@@ -169,7 +169,37 @@ BAD = [
     ("seeds.yaml", {"seeds": [1, -1]}, "seeds: -1 in"),
     ("steps.yaml", {"steps": "100k"}, "steps: '100k' in"),
     ("override.yaml", {"overrides": {"meow": ["algo.lrr=1"]}}, "unknown key 'algo.lrr'"),
+    ("variant.yaml", {"variants": {"ab": {"method": "td3"}}}, "variants.ab: "),
+    ("variant_key.yaml", {"variants": {"ab": {"method": "meow", "override": []}}}, "variants.ab:"),
+    (
+        "variant_setting.yaml",
+        {
+            "methods": ["meow", "ab"],
+            "variants": {"ab": {"method": "meow", "overrides": ["algo.q_dropout=x"]}},
+        },
+        "algo.q_dropout=x is invalid",
+    ),
 ]
+
+
+def test_a_variant_runs_its_method_with_its_own_settings(tmp_path):
+    """A variant is its method (``--algo``) with the method's overrides, then its own, in a
+    folder of its name; the other methods are unchanged."""
+    path = _grid(
+        tmp_path,
+        methods=["meow", "sac", "meow_release"],
+        variants={"meow_release": {"method": "meow", "overrides": ["algo.coupling_bias=default"]}},
+        overrides={"meow": ["algo.lr=0.002"]},
+    )
+    grid = experiments.load_grid(str(path))
+    runs = {run.method: run for run in grid.runs() if run.seed == grid.seeds[0]}
+    variant = runs["meow_release"]
+    assert (variant.algo, runs["meow"].algo, runs["sac"].algo) == ("meow", "meow", "sac")
+    assert variant.dir.parts[-2:] == ("meow_release", f"seed{grid.seeds[0]}")
+    command = variant.command([])
+    assert command[command.index("--algo") + 1] == "meow"
+    assert command[-2:] == ["algo.lr=0.002", "algo.coupling_bias=default"]
+    assert "algo.coupling_bias=default" not in runs["meow"].command([])
 
 
 @pytest.mark.parametrize(("name", "content", "expected"), BAD, ids=[b[0] for b in BAD])
