@@ -160,6 +160,10 @@ class DistContext:
         world size (the learner's ``reduce_grads`` hook)."""
         if not grads or self.world_size == 1:
             return
+        if len(grads) == 1:  # the learner's one flat gradient: reduced in place
+            self._run("the gradient all-reduce", dist.all_reduce, grads[0])
+            grads[0].div_(self.world_size)
+            return
         flat = torch.cat([g.reshape(-1) for g in grads])
         self._run("the gradient all-reduce", dist.all_reduce, flat)
         flat.div_(self.world_size)

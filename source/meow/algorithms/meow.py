@@ -263,24 +263,27 @@ class MEow:
             self.nonfinite |= ~(torch.isfinite(loss) & torch.isfinite(grad_norm))
         return {"loss": loss.detach(), "grad_norm": grad_norm, **stats}
 
+    def _rebind_grads(self) -> bool:
+        """Makes the gradients views of the flat gradient again if someone replaced them (e.g.
+        ``module.zero_grad()`` sets them to None); returns whether it had to."""
+        if self._flat.grad is not None and all(
+            p.grad is g for p, g in zip(self._params, self._grad_views, strict=True)
+        ):
+            return False
+        self._grad_views = bind_flat_grad(self._flat, self._params)
+        return True
+
     def update(self, batch: TransitionBatch) -> dict[str, Tensor]:
         """One gradient step on a given batch (eager) and one Polyak step; detached scalars."""
-        if self._flat.grad is None or any(
-            p.grad is not g for p, g in zip(self._params, self._grad_views, strict=True)
-        ):
-            self._grad_views = bind_flat_grad(self._flat, self._params)
+        self._rebind_grads()
         return self._train_step(batch)
 
     def update_from(self, buffer: WindowSampler, batch_size: int) -> dict[str, Tensor]:
         """Samples ``batch_size`` windows of ``n_step`` transitions from ``buffer`` and takes one
         update step, run as ``capture`` says. Returns detached scalar tensors (under
         ``cudagraph`` the same tensors every call, overwritten by the next update)."""
-        if self._flat.grad is None or any(
-            p.grad is not g for p, g in zip(self._params, self._grad_views, strict=True)
-        ):
-            # someone set the gradients to None (e.g. module.zero_grad()): views again
-            self._grad_views = bind_flat_grad(self._flat, self._params)
-            self._update_graph = None
+        if self._rebind_grads():
+            self._update_graph = None  # the recorded graph writes the old gradient
         if not self._graphed:
             return self._update_step(buffer, batch_size)
         if self._update_graph is None or self._update_graph[1:3] != (buffer, batch_size):
