@@ -26,7 +26,9 @@ find_python() {
 PY=$(find_python) || { echo "error: no Python 3.10-3.12 found (3.12 preferred); install one and retry" >&2; exit 1; }
 # uv makes the multi-GB torch install several times faster; plain venv + pip when it cannot be had.
 UV=""
-if command -v uv >/dev/null 2>&1; then
+# `uv --version`, not `command -v uv`: a pyenv shim answers the latter even where the active
+# Python has no uv behind it, and then fails with status 127.
+if uv --version >/dev/null 2>&1; then
     UV=uv
 elif "$PY" -m uv --version >/dev/null 2>&1 || "$PY" -m pip install -q uv >/dev/null 2>&1; then
     UV="$PY -m uv"
