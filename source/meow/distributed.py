@@ -8,8 +8,9 @@ holds a full copy of the learner. The copies are kept identical as follows:
 * **Parameters** start identical: rank 0's policy, target, normalizer and optimizer state are
   broadcast when training starts (also after a resume).
 * **Gradients** are averaged every update, before the grad-norm clip (the learner's
-  ``reduce_grads`` hook): all gradients are flattened into one tensor, all-reduced once and
-  divided by the world size. Every rank then applies the same Adam step to the same weights,
+  ``grad_sync``, :class:`OverlappedGradReduce`): the learner's one flat gradient is all-reduced
+  in a few buckets, each sent while backward still computes the others, and divided by the
+  world size. Every rank then applies the same Adam step to the same weights,
   so weights and optimizer state stay identical without ever being sent again.
 * **Observation normalizer**: every rank's batch moments (count, mean, variance) are gathered
   and merged in rank order on every rank before the running statistics are updated, so the
@@ -170,6 +171,11 @@ class DistContext:
         parts = flat.split([g.numel() for g in grads])
         torch._foreach_copy_(grads, [v.view_as(g) for v, g in zip(parts, grads, strict=True)])
 
+    def gradient_sync(self, bucket_numel: int | None = None) -> OverlappedGradReduce:
+        """The learner's gradient averaging, overlapped with its backward pass (see
+        :class:`OverlappedGradReduce`)."""
+        return OverlappedGradReduce(self, bucket_numel)
+
     def reduce_moments(self, count: Tensor, mean: Tensor, var: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Moments of the union of every rank's batch, given this rank's: gathered from all ranks
         and merged in rank order, so every rank computes bit-identical statistics."""
@@ -239,6 +245,106 @@ class DistContext:
         if dist.is_initialized() and self.healthy:
             with contextlib.suppress(RuntimeError, ValueError):
                 dist.destroy_process_group()
+
+
+class OverlappedGradReduce:
+    """Averages the learner's flat gradient over ranks while its backward pass still runs.
+
+    The flat gradient is cut, at parameter boundaries, into buckets of about ``bucket_numel``
+    elements. A hook on each parameter, run once its gradient is complete, marks it ready; a
+    bucket whose parameters are all ready is all-reduced asynchronously, so that its
+    communication overlaps the rest of the backward pass (on the CPU, gloo's own thread sends
+    while this one computes). Every rank launches the buckets in one fixed order, as collectives
+    must be: from the end of the flat vector, whose parameters (the flow's last layers) backward
+    reaches first; a bucket ready early waits for those before it. :meth:`end` launches what is
+    left, waits for all and divides by the world size: the result is the same average as one
+    all-reduce of the whole gradient.
+
+    Without overlap (``begin(overlap=False)``: inside a CUDA-graph capture, or compiled code that
+    returns every gradient at once), :meth:`end` is one synchronous all-reduce of the whole.
+
+    Args:
+        ctx: this rank's :class:`DistContext`.
+        bucket_numel: elements per bucket (default: a quarter of the gradient, at most 2^20).
+    """
+
+    def __init__(self, ctx: DistContext, bucket_numel: int | None = None) -> None:
+        if bucket_numel is not None and bucket_numel < 1:
+            raise ValueError(f"bucket_numel={bucket_numel} is invalid; valid: an integer >= 1")
+        self.ctx = ctx
+        self.bucket_numel = bucket_numel
+        self.buckets: list[tuple[int, int]] = []
+        """(start, end) of each bucket in the flat gradient, in launch order."""
+        self._flat: Tensor | None = None
+        self._sizes: list[int] = []
+        self._pending: list[int] = []
+        self._next = 0
+        self._works: list = []
+        self._armed = False
+        self._error: BaseException | None = None
+        self.launched_in_backward = 0
+        """Buckets the last backward pass sent before it ended (the overlap; for tests)."""
+
+    def attach(self, flat: Tensor, params: Sequence[Tensor]) -> None:
+        """Cuts ``flat``'s gradient into buckets and hooks ``params`` (views of ``flat``, in order)."""
+        total = sum(p.numel() for p in params)
+        size = self.bucket_numel or max(1, min(-(-total // 4), 1 << 20))
+        self._flat = flat
+        owner: list[int] = [0] * len(params)
+        end, filled = total, 0
+        for i in range(len(params) - 1, -1, -1):
+            owner[i] = len(self.buckets)
+            filled += params[i].numel()
+            if filled >= size or i == 0:
+                self.buckets.append((end - filled, end))
+                end, filled = end - filled, 0
+        self._sizes = [0] * len(self.buckets)
+        for b in owner:
+            self._sizes[b] += 1
+        for p, b in zip(params, owner, strict=True):
+            p.register_post_accumulate_grad_hook(lambda _p, b=b: self._ready(b))
+
+    def begin(self, overlap: bool = True) -> None:
+        """Arms the hooks for the next backward pass (``overlap=False``: they stay idle)."""
+        self._pending = list(self._sizes)
+        self._next = 0
+        self._works = []
+        self._error = None
+        self._armed = overlap and self.ctx.world_size > 1
+
+    def _ready(self, bucket: int) -> None:
+        if not self._armed:
+            return
+        self._pending[bucket] -= 1
+        while self._next < len(self.buckets) and self._pending[self._next] == 0:
+            self._launch(self._next)
+
+    def _launch(self, bucket: int) -> None:
+        self._next = bucket + 1
+        if self._error is not None:
+            return
+        start, end = self.buckets[bucket]
+        try:  # raising inside autograd's hook would lose the message: kept for end()
+            self._works.append(dist.all_reduce(self._flat.grad[start:end], async_op=True))
+        except (RuntimeError, ValueError, OSError) as err:
+            self._error = err
+
+    def end(self, grad: Tensor) -> None:
+        """Completes the average of ``grad`` (the flat gradient) over ranks, in place."""
+        if self.ctx.world_size == 1:
+            return
+        if not self._armed:
+            self.ctx.reduce_grads([grad])
+            return
+        self._armed = False
+        self.launched_in_backward = self._next
+        while self._next < len(self.buckets):
+            self._launch(self._next)
+        if self._error is not None:
+            raise self.ctx._fail("the gradient all-reduce", self._error)
+        for work in self._works:
+            self.ctx._run("the gradient all-reduce", work.wait)
+        grad.div_(self.ctx.world_size)
 
 
 def init_from_env(

@@ -3,6 +3,7 @@ files, summed step counters, resume across world sizes, SIGTERM, a dead or hung 
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -333,3 +334,33 @@ def test_single_process_checkpoint_resumes_on_two_ranks_stopped_through_run_forw
     r0, r1 = _records(record)
     assert r0["env_steps"] + r1["env_steps"] == ckpt["global_step"] - 100
     _assert_identical_learners(r0["learner"], r1["learner"])
+
+
+def test_overlapped_bucketed_gradient_average_equals_one_whole_all_reduce(tmp_path):
+    """Each bucket is sent from autograd's hooks while backward still runs, and the average is
+    bitwise the one of a single all-reduce of the whole gradient after it."""
+    record = tmp_path / "grad_sync.pt"
+    environ = {**os.environ, "OMP_NUM_THREADS": "1", "MEOW_TEST_RECORD": str(record)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    proc = subprocess.run(
+        [*cmd, str(WORKER.with_name("grad_sync_worker.py")), "none"],
+        cwd=tmp_path,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = torch.load(record, weights_only=False)
+    buckets, numel = r["buckets"], r["numel"]
+    # contiguous, covering the flat gradient from its end, at least three of them
+    assert len(buckets) >= 3 and buckets[0][1] == numel and buckets[-1][0] == 0
+    assert all(a[0] == b[1] for a, b in itertools.pairwise(buckets))
+    # every bucket went out from a hook, before backward returned
+    assert r["early"] == [len(buckets)] * len(r["early"])
+    previous = None
+    for overlapped, whole in r["history"]:
+        assert torch.equal(overlapped, whole)
+        assert previous is None or not torch.equal(overlapped, previous)  # the updates did move them
+        previous = overlapped
+    assert torch.equal(r["ranks"][0], r["ranks"][1])

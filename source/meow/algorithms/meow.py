@@ -16,6 +16,19 @@ CAPTURE_MODES = ("auto", "none", "compile", "cudagraph")
 """``algo.capture``: how the update (and ``act``) run. ``auto`` = cudagraph on CUDA, none on CPU."""
 
 
+class GradientSync(Protocol):
+    """Averages the learner's flat gradient over data-parallel ranks, overlapped with backward."""
+
+    def attach(self, flat: Tensor, params: list[Tensor]) -> None:
+        """Called once with the flat parameter and the parameters that are views of it."""
+
+    def begin(self, overlap: bool = True) -> None:
+        """Called before each backward pass."""
+
+    def end(self, grad: Tensor) -> None:
+        """Called after it with the flat gradient, which it leaves averaged."""
+
+
 class WindowSampler(Protocol):
     """What :meth:`MEow.update_from` samples from (:class:`~meow.storage.ReplayBuffer`)."""
 
@@ -80,6 +93,9 @@ class MEow:
             scripts/benchmark_update.py measures the others).
         reduce_grads: called with the parameters' gradients after the backward pass and before
             clipping (e.g. an all-reduce over data-parallel ranks).
+        grad_sync: the same job overlapped with the backward pass (a :class:`GradientSync`,
+            e.g. :meth:`meow.distributed.DistContext.gradient_sync`); it is attached to the
+            flat parameter here.
     """
 
     def __init__(
@@ -95,6 +111,7 @@ class MEow:
         capture: str = "none",
         compile_mode: str | None = None,
         reduce_grads: Callable[[list[Tensor]], None] | None = None,
+        grad_sync: GradientSync | None = None,
     ) -> None:
         if n_step < 1:
             raise ValueError(f"algo.n_step={n_step} is invalid; valid: an integer >= 1")
@@ -124,6 +141,9 @@ class MEow:
         self._flat = flatten_parameters(self._params)
         self._target_flat = flatten_parameters(list(self.target.parameters()))
         self._grad_views = bind_flat_grad(self._flat, self._params)
+        self.grad_sync = grad_sync
+        if grad_sync is not None:
+            grad_sync.attach(self._flat, self._params)
         self.optimizer = torch.optim.Adam(
             [self._flat],
             lr=lr,
@@ -251,7 +271,14 @@ class MEow:
         possible, so this part runs eagerly under every capture mode)."""
         grad = self._flat.grad
         grad.zero_()  # the parameters' gradients are views of it: backward accumulates in place
+        sync = self.grad_sync
+        if sync is not None:
+            # Inside a CUDA graph the gradient is reduced whole after backward: asynchronous
+            # collectives started from autograd's hooks are not recorded here.
+            sync.begin(overlap=not self._graphed)
         loss.backward()
+        if sync is not None:
+            sync.end(grad)
         if self.reduce_grads is not None:
             self.reduce_grads([grad])
         # clip_grad_norm_'s arithmetic on the one flat gradient, without its per-tensor bookkeeping

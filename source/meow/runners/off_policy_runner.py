@@ -130,7 +130,7 @@ class OffPolicyRunner:
             grad_clip=a.grad_clip,
             n_step=a.n_step,
             capture=a.capture,
-            reduce_grads=dist.reduce_grads if dist is not None else None,
+            grad_sync=dist.gradient_sync() if dist is not None else None,
         )
         self.buffer = ReplayBuffer(
             cfg.buffer.capacity,
