@@ -4,7 +4,7 @@
     python scripts/benchmark_distributed.py --task InvertedPendulum-v5 --ranks 1 2
     python scripts/benchmark_distributed.py --device cuda --ranks 1  # the 1-GPU figure
     python scripts/benchmark_distributed.py --repeats 3              # alternate 1 and 2 ranks 3 times
-    python scripts/benchmark_distributed.py --grad_sync overlapped whole  # both gradient averages
+    python scripts/benchmark_distributed.py --grad_sync default gloo gloo-buckets  # gradient sums
 
 Each world size runs as its own ``torchrun --standalone`` job of this script, one after the other
 in this one invocation, with one torch thread per rank (``OMP_NUM_THREADS=1``, ``torch_threads=1``).
@@ -32,6 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "source"))
 
 RESULT_PREFIX = "[benchmark_distributed] result "
+GRAD_SYNC = ("default", "gloo", "gloo-buckets")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -48,10 +49,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--grad_sync",
         nargs="+",
-        choices=("overlapped", "whole"),
-        default=["overlapped"],
-        help="how multi-rank runs average gradients: overlapped (bucketed, during backward; what "
-        "training uses) or whole (one all-reduce after backward); several: each in every round",
+        choices=GRAD_SYNC,
+        default=["default"],
+        help="how multi-rank runs average gradients: default (what training does: shared memory "
+        "for CPU ranks on one host, else gloo/NCCL), gloo (one gloo all-reduce after backward), "
+        "gloo-buckets (four gloo all-reduces sent during backward); several: each in every round",
     )
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -96,8 +98,8 @@ def worker(args: argparse.Namespace) -> int:
     dist.configure(cfg)
     env = make_env_from_config(cfg, n)
     runner = OffPolicyRunner(cfg, env, None, None, dist=dist)
-    if args.grad_sync == ["whole"]:  # the hooks stay attached but are never armed
-        runner.alg.grad_sync, runner.alg.reduce_grads = None, dist.reduce_grads
+    if args.grad_sync == ["gloo-buckets"]:
+        runner.alg.grad_sync.overlap = True
     runner.learn()  # random actions, buffer fill, first updates (and compilation, if any)
     cfg.runner.total_steps = warm + args.steps * n * world
     dist.barrier()
@@ -124,6 +126,8 @@ def worker(args: argparse.Namespace) -> int:
 def run_world(args: argparse.Namespace, world: int, grad_sync: str) -> dict:
     """Runs one torchrun job of ``world`` ranks; returns rank 0's result."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    if grad_sync != "default":
+        env["MEOW_DIST_SHM"] = "0"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={world}"]
     cmd += [str(Path(__file__).resolve()), "--worker", "--task", args.task, "--device", args.device]
     cmd += ["--num_envs", str(args.num_envs), "--steps", str(args.steps), "--warmup", str(args.warmup)]
@@ -155,14 +159,14 @@ def main(argv: list[str] | None = None) -> int:
         results = []
         for world, mode in jobs:
             try:
-                res = run_world(args, world, mode if mode != "-" else "overlapped")
+                res = run_world(args, world, mode if mode != "-" else "default")
             except RuntimeError as err:
                 print(f"error: {err}", file=sys.stderr)
                 return 1
             res["sps"] = res["env_steps"] / res["seconds"]
             res["grad_sync"] = mode
             results.append(res)
-            label = f"{world} rank(s)" + (f", {mode} gradients" if world > 1 else "")
+            label = f"{world} rank(s)" + (f", gradient sum: {mode}" if world > 1 else "")
             print(
                 f"  round {round_}, {label}: {res['sps']:9.1f} env steps/s summed over ranks "
                 f"({res['env_steps']:,} steps, {res['updates_per_rank']:,} updates per rank, "
@@ -175,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {}
     for (world, mode), values in ratios.items():
         per_round = ", ".join(f"{v:.2f}" for v in values)
-        label = f"{world} vs {base[0]} rank(s)" + (f", {mode} gradients" if world > 1 else "")
+        label = f"{world} vs {base[0]} rank(s)" + (f", gradient sum: {mode}" if world > 1 else "")
         print(
             f"  scale-out {label}: {statistics.median(values):.2f}x median "
             f"(rounds: {per_round}; ideal {world / base[0]:.0f}x)"

@@ -36,13 +36,17 @@ import atexit
 import contextlib
 import os
 import signal
+import socket
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
+
+from meow.distributed_shm import SharedMemoryAllReduce
 
 TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 """The environment torchrun gives each worker, and that :func:`init_from_env` needs."""
@@ -59,6 +63,14 @@ class DistributedError(RuntimeError):
     """This rank lost contact with the others: a peer died, exited early or hung past the timeout."""
 
 
+def _boot_id() -> str:
+    """This machine's boot id (two containers may share a host name, not a boot)."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
 def _timeout_from_env() -> float:
     raw = os.environ.get("MEOW_DIST_TIMEOUT", "")
     if not raw:
@@ -70,6 +82,33 @@ def _timeout_from_env() -> float:
     if value <= 0:
         raise LaunchError(f"MEOW_DIST_TIMEOUT={raw} is invalid; valid: a number of seconds > 0")
     return value
+
+
+def _shm_from_env() -> bool:
+    raw = os.environ.get("MEOW_DIST_SHM", "1").strip().lower()
+    if raw not in ("0", "1"):
+        raise LaunchError(f"MEOW_DIST_SHM={raw} is invalid; valid: 1 (default) or 0")
+    return raw == "1"
+
+
+class _GroupOps:
+    """The few object collectives that :meth:`SharedMemoryAllReduce.create` needs."""
+
+    def __init__(self, ctx: DistContext) -> None:
+        self.ctx = ctx
+
+    def broadcast_object(self, obj):
+        box = [obj]
+        self.ctx._run("the shared-memory set-up", dist.broadcast_object_list, box, 0)
+        return box[0]
+
+    def all_gather_object(self, obj) -> list:
+        out = [None] * self.ctx.world_size
+        self.ctx._run("the shared-memory set-up", dist.all_gather_object, out, obj)
+        return out
+
+    def barrier(self) -> None:
+        self.ctx.barrier("the shared-memory set-up")
 
 
 class DistContext:
@@ -85,6 +124,8 @@ class DistContext:
         timeout_s: seconds a collective may wait for the other ranks.
         check_every: iterations between the collective stop checks (a SIGTERM on any rank
             stops every rank within this many iterations).
+        shm: let CPU ranks that share a host sum the gradient through shared memory
+            (:mod:`meow.distributed_shm`; ``MEOW_DIST_SHM=0`` turns it off) rather than gloo.
     """
 
     def __init__(
@@ -94,6 +135,7 @@ class DistContext:
         local_rank: int,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         check_every: int = 25,
+        shm: bool = True,
     ) -> None:
         self.rank = rank
         self.world_size = world_size
@@ -105,6 +147,9 @@ class DistContext:
         self.stop_signal: int | None = None
         self.healthy = True
         """False once a collective failed: the group is then torn down without a goodbye."""
+        self.shm = shm
+        """Whether CPU ranks on one host may sum gradients through shared memory."""
+        self._shm_reducer: SharedMemoryAllReduce | bool | None = None  # False: decided against
 
     @property
     def is_main(self) -> bool:
@@ -162,7 +207,11 @@ class DistContext:
         if not grads or self.world_size == 1:
             return
         if len(grads) == 1:  # the learner's one flat gradient: reduced in place
-            self._run("the gradient all-reduce", dist.all_reduce, grads[0])
+            reducer = self._shared_memory_for(grads[0])
+            if reducer:
+                self._run("the gradient all-reduce", reducer.allreduce_, grads[0])
+            else:
+                self._run("the gradient all-reduce", dist.all_reduce, grads[0])
             grads[0].div_(self.world_size)
             return
         flat = torch.cat([g.reshape(-1) for g in grads])
@@ -171,10 +220,40 @@ class DistContext:
         parts = flat.split([g.numel() for g in grads])
         torch._foreach_copy_(grads, [v.view_as(g) for v, g in zip(parts, grads, strict=True)])
 
-    def gradient_sync(self, bucket_numel: int | None = None) -> OverlappedGradReduce:
-        """The learner's gradient averaging, overlapped with its backward pass (see
-        :class:`OverlappedGradReduce`)."""
-        return OverlappedGradReduce(self, bucket_numel)
+    def _shared_memory_for(self, grad: Tensor) -> SharedMemoryAllReduce | None:
+        """The shared-memory all-reduce for ``grad``, set up at the first call (a collective:
+        every rank calls this with the same gradient), or None where gloo must carry it."""
+        if self._shm_reducer is None:
+            from meow import distributed_shm
+
+            local = (
+                self.shm
+                and distributed_shm.supported()
+                and grad.device.type == "cpu"
+                and grad.dtype == torch.float32
+                and grad.is_contiguous()
+            )
+            here = (socket.gethostname(), _boot_id(), bool(local))
+            views = _GroupOps(self).all_gather_object(here)
+            if all(v == views[0] for v in views) and views[0][2]:
+                self._shm_reducer = distributed_shm.SharedMemoryAllReduce.create(
+                    self.rank, self.world_size, grad.numel(), self.timeout_s, _GroupOps(self)
+                )
+            else:
+                self._shm_reducer = False
+        reducer = self._shm_reducer
+        return reducer if reducer and reducer.numel == grad.numel() else None
+
+    @property
+    def uses_shared_memory(self) -> bool:
+        """Whether gradients have been summed through shared memory (after the first update)."""
+        return bool(self._shm_reducer)
+
+    def gradient_sync(
+        self, bucket_numel: int | None = None, overlap: bool | None = None
+    ) -> OverlappedGradReduce:
+        """The learner's gradient averaging (see :class:`OverlappedGradReduce`)."""
+        return OverlappedGradReduce(self, bucket_numel, overlap)
 
     def reduce_moments(self, count: Tensor, mean: Tensor, var: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Moments of the union of every rank's batch, given this rank's: gathered from all ranks
@@ -260,19 +339,27 @@ class OverlappedGradReduce:
     left, waits for all and divides by the world size: the result is the same average as one
     all-reduce of the whole gradient.
 
-    Without overlap (``begin(overlap=False)``: inside a CUDA-graph capture, or compiled code that
-    returns every gradient at once), :meth:`end` is one synchronous all-reduce of the whole.
+    Without overlap, :meth:`end` is one synchronous all-reduce of the whole
+    (:meth:`DistContext.reduce_grads`): inside a CUDA-graph capture (``begin(overlap=False)``),
+    and by default on the CPU. There a collective costs mostly fixed overhead, and gloo's
+    thread has no free core to send on while backward computes: four overlapped buckets were no
+    faster than one whole all-reduce (docs/RESULTS.md), and CPU ranks on one host sum through
+    shared memory, which costs microseconds.
 
     Args:
         ctx: this rank's :class:`DistContext`.
         bucket_numel: elements per bucket (default: a quarter of the gradient, at most 2^20).
+        overlap: send buckets during backward (default: where the parameters are on a GPU).
     """
 
-    def __init__(self, ctx: DistContext, bucket_numel: int | None = None) -> None:
+    def __init__(
+        self, ctx: DistContext, bucket_numel: int | None = None, overlap: bool | None = None
+    ) -> None:
         if bucket_numel is not None and bucket_numel < 1:
             raise ValueError(f"bucket_numel={bucket_numel} is invalid; valid: an integer >= 1")
         self.ctx = ctx
         self.bucket_numel = bucket_numel
+        self.overlap = overlap
         self.buckets: list[tuple[int, int]] = []
         """(start, end) of each bucket in the flat gradient, in launch order."""
         self._flat: Tensor | None = None
@@ -290,6 +377,8 @@ class OverlappedGradReduce:
         total = sum(p.numel() for p in params)
         size = self.bucket_numel or max(1, min(-(-total // 4), 1 << 20))
         self._flat = flat
+        if self.overlap is None:
+            self.overlap = flat.is_cuda
         owner: list[int] = [0] * len(params)
         end, filled = total, 0
         for i in range(len(params) - 1, -1, -1):
@@ -310,7 +399,7 @@ class OverlappedGradReduce:
         self._next = 0
         self._works = []
         self._error = None
-        self._armed = overlap and self.ctx.world_size > 1
+        self._armed = overlap and bool(self.overlap) and self.ctx.world_size > 1
 
     def _ready(self, bucket: int) -> None:
         if not self._armed:
@@ -377,7 +466,9 @@ def init_from_env(
         ) from None
     if not (world >= 1 and 0 <= rank < world and local >= 0):
         raise LaunchError(f"RANK={rank}, WORLD_SIZE={world}, LOCAL_RANK={local} are inconsistent")
-    ctx = DistContext(rank, world, local, timeout_s=_timeout_from_env(), check_every=check_every)
+    ctx = DistContext(
+        rank, world, local, timeout_s=_timeout_from_env(), check_every=check_every, shm=_shm_from_env()
+    )
     if not dist.is_initialized():
         use_nccl = torch.cuda.is_available() and dist.is_nccl_available()
         backend = "cpu:gloo,cuda:nccl" if use_nccl else "gloo"

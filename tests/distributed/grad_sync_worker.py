@@ -5,8 +5,9 @@ bucketed all-reduce, one with a single all-reduce of the whole gradient after ba
 
 Both start from the same weights and see the same rank-dependent batches and random draws, so
 their parameters must stay bitwise equal. Rank 0 saves, into FILE, both learners' flat
-parameters after each update, every rank's flat parameters, the buckets and how many of them
-each backward pass sent before it ended.
+parameters after each update, every rank's flat parameters, the buckets, how many of them
+each backward pass sent before it ended, and whether the whole-gradient sum went through shared
+memory (``MEOW_DIST_SHM``).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def learner(ctx, capture: str, overlapped: bool) -> MEow:
         shift_hidden=(32, 32),
     )
     if overlapped:
-        sync = ctx.gradient_sync(bucket_numel=1500)  # several buckets for a small flow
+        sync = ctx.gradient_sync(bucket_numel=1500, overlap=True)  # several buckets for a small flow
         return MEow(policy, capture=capture, grad_sync=sync)
     return MEow(policy, capture=capture, reduce_grads=ctx.reduce_grads)
 
@@ -80,6 +81,7 @@ def main() -> None:
                 "buckets": overlapped.grad_sync.buckets,
                 "numel": overlapped._flat.numel(),
                 "early": early,
+                "shared_memory": ctx.uses_shared_memory,
             },
             os.environ["MEOW_TEST_RECORD"],
         )
