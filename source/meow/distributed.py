@@ -8,10 +8,13 @@ holds a full copy of the learner. The copies are kept identical as follows:
 * **Parameters** start identical: rank 0's policy, target, normalizer and optimizer state are
   broadcast when training starts (also after a resume).
 * **Gradients** are averaged every update, before the grad-norm clip (the learner's
-  ``grad_sync``, :class:`OverlappedGradReduce`): the learner's one flat gradient is all-reduced
-  in a few buckets, each sent while backward still computes the others, and divided by the
-  world size. Every rank then applies the same Adam step to the same weights,
-  so weights and optimizer state stay identical without ever being sent again.
+  ``grad_sync``, :class:`OverlappedGradReduce`), and divided by the world size: on GPUs the
+  learner's one flat gradient is all-reduced (NCCL) in a few buckets, each sent while backward
+  still computes the others; CPU ranks that share a host sum it through shared memory
+  (:mod:`meow.distributed_shm`, microseconds where gloo costs milliseconds; ``MEOW_DIST_SHM=0``
+  falls back to gloo), other CPU ranks with one gloo all-reduce. Every rank then applies the
+  same Adam step to the same weights, so weights and optimizer state stay identical without
+  ever being sent again.
 * **Observation normalizer**: every rank's batch moments (count, mean, variance) are gathered
   and merged in rank order on every rank before the running statistics are updated, so the
   statistics are those of all ranks' observations and identical everywhere.
@@ -27,7 +30,8 @@ world size). The other ranks print only errors. Env steps in logs and checkpoint
 over ranks. A rank that loses contact with the others raises :class:`DistributedError`, a
 one-line message: at its next collective when a peer exited or died (its connections close), or
 after the process-group timeout (``MEOW_DIST_TIMEOUT`` seconds, default 600) when a peer hangs
-or its node vanishes.
+or its node vanishes (the shared-memory sum checks that its peers' processes still exist every
+0.2 s while it waits, and keeps the same timeout).
 """
 
 from __future__ import annotations
@@ -228,7 +232,9 @@ class DistContext:
 
             local = (
                 self.shm
-                and distributed_shm.supported()
+                and distributed_shm.supported(
+                    distributed_shm.SharedMemoryAllReduce.nbytes(self.world_size, grad.numel())
+                )
                 and grad.device.type == "cpu"
                 and grad.dtype == torch.float32
                 and grad.is_contiguous()

@@ -40,10 +40,15 @@ LINE = 64
 """Bytes per counter (one cache line each: no false sharing between ranks' counters)."""
 
 
-def supported() -> bool:
-    """Whether this machine can use the shared-memory all-reduce (x86-64 Linux with /dev/shm)."""
+def supported(nbytes: int = 0) -> bool:
+    """Whether this machine can use the shared-memory all-reduce: x86-64 Linux with a writable
+    /dev/shm that has room for ``nbytes`` twice over (a container's is often only 64 MB, and a
+    write past its end would kill the process)."""
     x86 = platform.machine().lower() in ("x86_64", "amd64")
-    return x86 and SHM_DIR.is_dir() and os.access(SHM_DIR, os.W_OK)
+    if not (x86 and SHM_DIR.is_dir() and os.access(SHM_DIR, os.W_OK)):
+        return False
+    stat = os.statvfs(SHM_DIR)
+    return stat.f_bavail * stat.f_frsize >= 2 * nbytes
 
 
 class SharedMemoryAllReduce:
