@@ -10,6 +10,10 @@ Each positional argument is ``[LABEL=]PATTERN``: a run directory, or a glob of r
 searched recursively. Without a label the pattern is the label. Draws two panels into a PNG:
 return against env steps and against wall-clock time since each run's first logged point.
 
+Runs of ``--algo ppo`` (rsl_rl) and ``--algo sac`` on Isaac tasks (rl-games) are read from the
+scalars those libraries log as they train, mapped to MEow's names (``charts/episodic_return``,
+``charts/SPS``; rsl_rl's iterations turned into env steps).
+
 A run resumed in its own directory (``train.py --resume DIR --run_dir DIR``) holds one events
 file per session; they are read as one curve: points that a session logged after the checkpoint
 the next one resumed from (work redone after a kill) are dropped, and the pause between a stop
@@ -29,6 +33,7 @@ from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "source"))
 
+from meow.baselines import library_layout
 from meow.utils.cli import ArgumentParser, at_least
 
 _TIME_UNITS = ((120, "seconds", 1.0), (7200, "minutes", 1 / 60), (math.inf, "hours", 1 / 3600))
@@ -133,6 +138,14 @@ def read_run(run: Path) -> dict[str, Curve]:
     for tag, pts in kept.items():
         pts.sort(key=lambda p: p[0])
         curves[tag] = Curve(run, tag, [float(p[0]) for p in pts], [p[2] for p in pts], [p[1] for p in pts])
+    layout = library_layout(run)
+    if layout is not None:  # rsl_rl's or rl-games' own scalars, under MEow's names
+        names, per_point = layout
+        for theirs, ours in names.items():
+            if theirs in curves and ours not in curves:
+                c = curves[theirs]
+                steps = c.steps if per_point is None else [(s + 1) * per_point for s in c.steps]
+                curves[ours] = Curve(run, ours, steps, c.values, c.seconds)
     return curves
 
 

@@ -5,13 +5,15 @@
 - other env kinds bring their own (:attr:`meow.envs.EnvKind.baselines`); the Isaac Lab extension
   runs rl-games' SAC and rsl_rl's PPO (``meow_isaac.baselines``).
 
-Baselines that write their library's own log layout also write the return and throughput they
-logged under MEow's names (``charts/episodic_return``, ``charts/SPS``, x axis in env steps) with
-:func:`translate`, so ``scripts/compare.py`` reads every run alike.
+Baselines that write their library's own log layout are read through :func:`library_layout`:
+``scripts/compare.py`` and ``scripts/experiments.py`` see the return and throughput those
+libraries log live under MEow's names (``charts/episodic_return``, ``charts/SPS``, x axis in env
+steps), so every run reads alike, a stopped one included.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -20,43 +22,46 @@ class BaselineError(ValueError):
     """A baseline that does not exist for this task, or a library run that failed."""
 
 
-def write_scalars(log_dir: Path, scalars: dict[str, list[tuple[int, float]]]) -> None:
-    """Writes ``{tag: [(env step, value)]}`` as one new TensorBoard events file in ``log_dir``."""
-    from torch.utils.tensorboard import SummaryWriter
-
-    writer = SummaryWriter(str(log_dir), filename_suffix=".meow_metrics")
-    for tag, points in scalars.items():
-        for step, value in points:
-            writer.add_scalar(tag, value, step)
-    writer.close()
-
-
-def _read(log_dir: Path, tag: str) -> list[tuple[int, float]]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    events = EventAccumulator(str(log_dir), size_guidance={"scalars": 0})
-    events.Reload()
-    if tag not in events.Tags()["scalars"]:
-        return []
-    return [(e.step, e.value) for e in events.Scalars(tag)]
+LIBRARY_TAGS = {
+    "rsl_rl": {"Train/mean_reward": "charts/episodic_return", "Perf/total_fps": "charts/SPS"},
+    "rl_games": {
+        "rewards/step": "charts/episodic_return",
+        "performance/step_inference_rl_update_fps": "charts/SPS",
+    },
+}
+"""The scalars each library writes live (its own names) that mean MEow's training return and
+throughput."""
 
 
-def translate(log_dir: Path, names: dict[str, str], env_steps_per_point: int | None = None) -> list[str]:
-    """Re-writes a library's scalars under MEow's names in ``log_dir``; returns the tags written.
+def _setting(path: Path, key: str) -> int | None:
+    """The first integer ``key: N`` of a YAML file Isaac Lab dumped (read as text: its dumps hold
+    Python-specific tags that a safe YAML loader rejects)."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    match = re.search(rf"^\s*{re.escape(key)}:\s*(\d+)\s*$", text, flags=re.MULTILINE)
+    return int(match.group(1)) if match else None
 
-    ``env_steps_per_point``: the library logs per iteration (rsl_rl); point ``i`` is then at
-    ``(i + 1) x env_steps_per_point`` env steps. None: its steps are env steps already.
+
+def library_layout(run: Path) -> tuple[dict[str, str], int | None] | None:
+    """For a folder of TensorBoard files that rsl_rl or rl-games wrote under Isaac Lab's
+    ``isaaclab train``: ``({library tag: MEow tag}, env steps per logged step)`` (None: its steps
+    are env steps already); None for any other run.
+
+    rsl_rl logs per iteration; iteration ``i`` ends at ``(i + 1) x num_steps_per_env x num_envs``
+    env steps (both read from the ``params/`` Isaac Lab saves beside the logs). rl-games logs
+    ``summaries/`` with env steps as x. The libraries write these while they train, so a run
+    stopped at any point has its curve.
     """
-    scalars = {}
-    for theirs, ours in names.items():
-        points = _read(log_dir, theirs)
-        if env_steps_per_point is not None:
-            points = [((step + 1) * env_steps_per_point, value) for step, value in points]
-        if points:
-            scalars[ours] = points
-    if scalars:
-        write_scalars(log_dir, scalars)
-    return list(scalars)
+    if (run / "params" / "agent.yaml").is_file():
+        per_env = _setting(run / "params" / "agent.yaml", "num_steps_per_env")
+        envs = _setting(run / "params" / "env.yaml", "num_envs")
+        if per_env and envs:
+            return LIBRARY_TAGS["rsl_rl"], per_env * envs
+    if run.name == "summaries" and (run.parent / "params" / "agent.yaml").is_file():
+        return LIBRARY_TAGS["rl_games"], None
+    return None
 
 
 # ------------------------------------------------------------------ Gymnasium: SB3 SAC

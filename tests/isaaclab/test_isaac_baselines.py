@@ -15,7 +15,6 @@ train, compare = load_script("train"), load_script("compare")
 
 @pytest.fixture(scope="module")
 def baseline_runs(tmp_path_factory):
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     logs = tmp_path_factory.mktemp("baselines") / "logs"
     common = ["--task", "Isaac-Ant-v0", "--num_envs", "8", "--device", "cpu", "env.episode_length_s=0.5"]
@@ -24,22 +23,38 @@ def baseline_runs(tmp_path_factory):
     assert train.main([*common, "--algo", "sac", "--max_iterations", "150"]) == 0
     (ppo,) = (logs / "rsl_rl" / "ant").iterdir()
     (sac,) = (logs / "rl_games" / "Isaac-Ant").iterdir()
-    for run in (ppo, sac / "summaries"):
-        events = EventAccumulator(str(run))
-        events.Reload()
-        assert {"charts/episodic_return", "charts/SPS"} <= set(events.Tags()["scalars"]), run
     return ppo, sac
 
 
-def test_ppo_steps_are_env_steps(baseline_runs):
+def test_baseline_curves_are_read_from_what_the_libraries_log_as_they_train(baseline_runs):
+    """MEow's names are derived from the libraries' own live scalars; nothing is written into
+    their folders after they end (so a stopped run reads the same)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    for run in (baseline_runs[0], baseline_runs[1] / "summaries"):
+        events = EventAccumulator(str(run))
+        events.Reload()
+        assert not {t for t in events.Tags()["scalars"] if t.startswith("charts/")}, run
+        assert len(list(run.glob("events.out.tfevents.*"))) == 1, run
+        curves = compare.read_run(run)
+        assert {"charts/episodic_return", "charts/SPS"} <= set(curves), run
+
+
+def test_ppo_steps_are_env_steps(baseline_runs):
     ppo, _ = baseline_runs
-    events = EventAccumulator(str(ppo))
-    events.Reload()
-    iterations = [e.step for e in events.Scalars("Perf/total_fps")]
-    steps = [e.step for e in events.Scalars("charts/SPS")]
-    assert steps == [(i + 1) * 32 * 8 for i in iterations]  # Ant's rsl_rl: 32 steps per env per iteration
+    curves = compare.read_run(ppo)
+    iterations = curves["Perf/total_fps"].steps
+    assert len(iterations) == 3
+    # Ant's rsl_rl: 32 steps per env per iteration, 8 envs
+    assert curves["charts/SPS"].steps == [(i + 1) * 32 * 8 for i in iterations]
+    assert curves["charts/SPS"].values == curves["Perf/total_fps"].values
+
+
+def test_sac_steps_are_the_library_s_env_steps(baseline_runs):
+    _, sac = baseline_runs
+    curves = compare.read_run(sac / "summaries")
+    assert curves["charts/episodic_return"].steps == curves["rewards/step"].steps
+    assert curves["charts/episodic_return"].values == curves["rewards/step"].values
 
 
 def test_compare_plots_the_baselines(baseline_runs, tmp_path, capsys):

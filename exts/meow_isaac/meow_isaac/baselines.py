@@ -5,9 +5,9 @@
 - ``--algo ppo``: rsl-rl-lib's PPO through Isaac Lab's own ``isaaclab train --rl_library rsl_rl``
   with the task's rsl_rl settings.
 
-They write their libraries' own log layout (``logs/rsl_rl/...``, ``logs/rl_games/...``); when they
-end, the return and throughput they logged are also written under MEow's names into the same
-folder (:func:`meow.baselines.translate`), so ``scripts/compare.py`` reads every run alike.
+They write their libraries' own log layout (``logs/rsl_rl/...``, ``logs/rl_games/...``) live;
+``scripts/compare.py`` reads the return and throughput they log under MEow's names
+(:func:`meow.baselines.library_layout`), so every run reads alike, a stopped one included.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from meow.baselines import BaselineError, translate
+from meow.baselines import BaselineError
 
 
 def isaaclab_cli() -> str:
@@ -64,18 +64,6 @@ def train_isaaclab_baseline(algo: str, cfg, max_iterations: int | None, cwd: Pat
     if status != 0:
         raise BaselineError(f"isaaclab train --rl_library {library} failed with exit status {status}")
     run = _newest_run(root, before)
-    if algo == "ppo":
-        translate(
-            run,
-            {"Train/mean_reward": "charts/episodic_return", "Perf/total_fps": "charts/SPS"},
-            steps_per_iteration,
-        )
-    else:
-        names = {
-            "rewards/step": "charts/episodic_return",
-            "performance/step_inference_rl_update_fps": "charts/SPS",
-        }
-        translate(run / "summaries", names)
     return run
 
 
