@@ -53,7 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=["default"],
         help="how multi-rank runs average gradients: default (what training does: shared memory "
         "for CPU ranks on one host, else gloo/NCCL), gloo (one gloo all-reduce after backward), "
-        "gloo-buckets (four gloo all-reduces sent during backward); several: each in every round",
+        "gloo-buckets (four gloo all-reduces sent during backward); several: each in every round "
+        "(config overrides then go before --grad_sync)",
     )
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -131,7 +132,7 @@ def run_world(args: argparse.Namespace, world: int, grad_sync: str) -> dict:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={world}"]
     cmd += [str(Path(__file__).resolve()), "--worker", "--task", args.task, "--device", args.device]
     cmd += ["--num_envs", str(args.num_envs), "--steps", str(args.steps), "--warmup", str(args.warmup)]
-    cmd += ["--grad_sync", grad_sync]
+    cmd += [f"--grad_sync={grad_sync}"]  # one value: the overrides that follow stay positional
     proc = subprocess.run([*cmd, *args.overrides], env=env, capture_output=True, text=True)
     for line in proc.stdout.splitlines():
         if line.startswith(RESULT_PREFIX):
