@@ -786,7 +786,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "_schedule":
             return schedule(grid, args.jobs, verbose=True)
         if args.command == "status":
-            print("\n".join(status_lines(grid)))
+            try:
+                print("\n".join(status_lines(grid)), flush=True)
+            except BrokenPipeError:  # `status | head`: the reader has what it wanted
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 0
         if args.command == "stop":
             return cmd_stop(grid, args.timeout)
