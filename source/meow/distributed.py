@@ -369,6 +369,9 @@ class OverlappedGradReduce:
         self.buckets: list[tuple[int, int]] = []
         """(start, end) of each bucket in the flat gradient, in launch order."""
         self._flat: Tensor | None = None
+        self._params: list[Tensor] = []
+        self._owner: list[int] = []
+        self._hooked = False
         self._sizes: list[int] = []
         self._pending: list[int] = []
         self._next = 0
@@ -379,7 +382,8 @@ class OverlappedGradReduce:
         """Buckets the last backward pass sent before it ended (the overlap; for tests)."""
 
     def attach(self, flat: Tensor, params: Sequence[Tensor]) -> None:
-        """Cuts ``flat``'s gradient into buckets and hooks ``params`` (views of ``flat``, in order)."""
+        """Cuts ``flat``'s gradient into buckets over ``params`` (views of ``flat``, in order); their
+        hooks are added at the first backward pass that overlaps."""
         total = sum(p.numel() for p in params)
         size = self.bucket_numel or max(1, min(-(-total // 4), 1 << 20))
         self._flat = flat
@@ -396,8 +400,8 @@ class OverlappedGradReduce:
         self._sizes = [0] * len(self.buckets)
         for b in owner:
             self._sizes[b] += 1
-        for p, b in zip(params, owner, strict=True):
-            p.register_post_accumulate_grad_hook(lambda _p, b=b: self._ready(b))
+        self._params, self._owner = list(params), owner
+        self._hooked = False
 
     def begin(self, overlap: bool = True) -> None:
         """Arms the hooks for the next backward pass (``overlap=False``: they stay idle)."""
@@ -406,6 +410,10 @@ class OverlappedGradReduce:
         self._works = []
         self._error = None
         self._armed = overlap and bool(self.overlap) and self.ctx.world_size > 1
+        if self._armed and not self._hooked:  # hooks only where they are used: each costs a call
+            for p, b in zip(self._params, self._owner, strict=True):
+                p.register_post_accumulate_grad_hook(lambda _p, b=b: self._ready(b))
+            self._hooked = True
 
     def _ready(self, bucket: int) -> None:
         if not self._armed:
