@@ -338,8 +338,8 @@ class OverlappedGradReduce:
     The flat gradient is cut, at parameter boundaries, into buckets of about ``bucket_numel``
     elements. A hook on each parameter, run once its gradient is complete, marks it ready; a
     bucket whose parameters are all ready is all-reduced asynchronously, so that its
-    communication overlaps the rest of the backward pass (on the CPU, gloo's own thread sends
-    while this one computes). Every rank launches the buckets in one fixed order, as collectives
+    communication overlaps the rest of the backward pass (on a GPU, NCCL's stream sends while
+    backward's kernels run). Every rank launches the buckets in one fixed order, as collectives
     must be: from the end of the flat vector, whose parameters (the flow's last layers) backward
     reaches first; a bucket ready early waits for those before it. :meth:`end` launches what is
     left, waits for all and divides by the world size: the result is the same average as one
@@ -386,7 +386,7 @@ class OverlappedGradReduce:
         hooks are added at the first backward pass that overlaps."""
         total = sum(p.numel() for p in params)
         size = self.bucket_numel or max(1, min(-(-total // 4), 1 << 20))
-        self._flat = flat
+        self._flat, self.buckets = flat, []
         if self.overlap is None:
             self.overlap = flat.is_cuda
         owner: list[int] = [0] * len(params)
