@@ -321,9 +321,17 @@ def main(argv: list[str] | None = None) -> int:
         f"seed {cfg.seed} | {cfg.runner.total_steps:,} env steps"
     )
     print(f"[meow] logging to {run_dir}")
-    # Ctrl-C, and the SIGTERM a cluster scheduler sends before it kills a job, save a checkpoint.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+
+    # Ctrl-C, and the SIGTERM a cluster scheduler sends before it kills a job, save a checkpoint:
+    # the runner stops at the start of its next iteration (an evaluation under way is finished
+    # and logged, so the resumed run misses none); a second signal stops at once.
+    def request_stop(signum, frame) -> None:
+        if runner.stop_requested:
+            raise KeyboardInterrupt(f"signal {signum}")
+        runner.stop_requested = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
     if dist is not None:
         dist.install_signal_handlers()  # ranks stop together, at the runner's next collective check
     try:

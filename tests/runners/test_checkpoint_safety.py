@@ -61,6 +61,28 @@ def _run(cfg, log_dir: Path) -> OffPolicyRunner:
     return OffPolicyRunner(cfg, env, None, log_dir)
 
 
+def test_a_stop_requested_during_an_evaluation_lets_it_finish_and_be_logged(multigoal_cfg, tmp_path):
+    """A SIGTERM sets ``stop_requested``; the runner stops at its next iteration, so the
+    evaluation under way is logged and the checkpoint written then does not skip it."""
+    cfg = multigoal_cfg(*TINY[:-1], "env.eval_envs=2", "runner.warmup_steps=50", "runner.eval_interval=100")
+    env = make_env_from_config(cfg, cfg.env.num_envs)
+    eval_env = make_env_from_config(cfg, cfg.env.eval_envs)
+    runner = OffPolicyRunner(cfg, env, eval_env, tmp_path)
+    evaluate = runner.evaluate_modes
+
+    def signalled_mid_evaluation(*args, **kwargs):
+        runner.stop_requested = True  # what scripts/train.py's SIGTERM handler does
+        return evaluate(*args, **kwargs)
+
+    runner.evaluate_modes = signalled_mid_evaluation
+    with pytest.raises(KeyboardInterrupt, match="stop requested"):
+        runner.learn()
+    assert runner.global_step == 100 and runner.num_evals == 1
+    assert [e[0] for e in runner.evaluations] == [100]
+    env.close()
+    eval_env.close()
+
+
 def test_a_checkpoint_in_the_earlier_layout_loads_as_data(multigoal_cfg, tmp_path):
     """Checkpoints written before the RNG state became tensors hold NumPy's state as an array."""
     cfg = multigoal_cfg(*TINY, "runner.total_steps=200", "runner.checkpoint_interval=1000")

@@ -93,6 +93,10 @@ class OffPolicyRunner:
         self.world_size = dist.world_size if dist is not None else 1
         self.is_main = dist is None or dist.is_main
         self._saves_checkpoints = log_dir is not None
+        self.stop_requested = False
+        """Set (e.g. by a signal handler) to stop :meth:`learn` at the start of its next iteration
+        with ``KeyboardInterrupt``: an evaluation or checkpoint under way completes first, so a
+        run resumed from the checkpoint written then misses none of its points."""
         """Whether :meth:`learn` writes checkpoints; in a data-parallel run every rank takes part
         (rank 0 writes, the others wait for it), so that all ranks pass the same points."""
         if not self.is_main:
@@ -323,6 +327,8 @@ class OffPolicyRunner:
         while self.global_step < r.total_steps:
             if dist is not None and iteration % dist.check_every == 0 and dist.any(dist.stop_requested):
                 raise KeyboardInterrupt("stop requested on a rank")
+            if dist is None and self.stop_requested:
+                raise KeyboardInterrupt("stop requested")
             iteration += 1
             obs = self._obs
             if self.global_step < r.warmup_steps:
@@ -476,6 +482,10 @@ class OffPolicyRunner:
 
     def _save_main(self, path: str | Path | None) -> Path:
         self._check_finite()
+        if self._writer is not None:
+            # Whatever a checkpoint resumes from is on disk: a run stopped now and resumed later
+            # loses none of the points (evaluations included) it logged up to this step.
+            self._writer.flush()
         if path is None:
             if self.log_dir is None:
                 raise ValueError("no path given and the runner has no log directory")
