@@ -405,12 +405,14 @@ class OverlappedGradReduce:
 
     def begin(self, overlap: bool = True) -> None:
         """Arms the hooks for the next backward pass (``overlap=False``: they stay idle)."""
+        self._armed = overlap and bool(self.overlap) and self.ctx.world_size > 1
+        if not self._armed:  # the common CPU case: nothing to reset on the hot path
+            return
         self._pending = list(self._sizes)
         self._next = 0
         self._works = []
         self._error = None
-        self._armed = overlap and bool(self.overlap) and self.ctx.world_size > 1
-        if self._armed and not self._hooked:  # hooks only where they are used: each costs a call
+        if not self._hooked:  # hooks only where they are used: each costs a call
             for p, b in zip(self._params, self._owner, strict=True):
                 p.register_post_accumulate_grad_hook(lambda _p, b=b: self._ready(b))
             self._hooked = True
