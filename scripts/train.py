@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -69,6 +70,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=at_least(1),
         help="train for N vectorized steps (runner.total_steps = N x env.num_envs [x ranks])",
     )
+    parser.add_argument(
+        "--max_minutes",
+        type=float,
+        help="shorthand for runner.max_minutes=M: stop after M minutes of wall-clock time, start-up "
+        "included (also for --algo sac|ppo), ending as at total_steps",
+    )
     video = parser.add_argument_group("env kinds that record training video (Isaac Lab tasks)")
     video.add_argument(
         "--headless",
@@ -100,6 +107,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         ("device", "device"),
         ("num_envs", "env.num_envs"),
         ("total_steps", "runner.total_steps"),
+        ("max_minutes", "runner.max_minutes"),
     ):
         if getattr(args, flag) is not None:
             args.overrides.append(f"{key}={getattr(args, flag)}")
@@ -185,12 +193,15 @@ def train_rl_games(cfg, ckpt: dict | None) -> int:
     return 0
 
 
-def prepare(args, dist=None):
+def prepare(args, dist=None, started: float | None = None):
     """Everything before training starts; a bad input raises ConfigError, CheckpointError, ...
 
     Returns ``(cfg, env, eval_env, runner, run_dir)``, or the exit status when a baseline or the
     rl-games runner ran instead. ``dist``: this process's rank of a data-parallel run (or None).
+    ``started``: ``time.monotonic()`` at the command's start, from which ``runner.max_minutes``
+    counts (default: now).
     """
+    started = time.monotonic() if started is None else started
     from meow.baselines import SAC_FORMAT
     from meow.config import ConfigError, config_from_checkpoint, find_task, load_config
     from meow.envs import get_kind, make_env_from_config
@@ -232,7 +243,10 @@ def prepare(args, dist=None):
         from meow.baselines import run_baseline
 
         run_dir = Path(args.run_dir) if args.run_dir else None
-        out = run_baseline(args.algo, cfg, args.max_iterations, run_dir=run_dir, resume=ckpt)
+        deadline = started + 60.0 * cfg.runner.max_minutes if cfg.runner.max_minutes > 0 else None
+        out = run_baseline(
+            args.algo, cfg, args.max_iterations, run_dir=run_dir, resume=ckpt, deadline=deadline
+        )
         print(f"[meow] {args.algo} baseline on {cfg.env.id}: logs in {out}")
         return 0
     if args.runner == "rl_games":
@@ -240,6 +254,11 @@ def prepare(args, dist=None):
             raise ConfigError("--run_dir is not available with --runner rl_games; use the core runner")
         if args.video:
             raise ConfigError("--video is not available with --runner rl_games; use the core runner")
+        if cfg.runner.max_minutes > 0:
+            raise ConfigError(
+                f"runner.max_minutes={cfg.runner.max_minutes:g} is not available with --runner rl_games "
+                "(rl-games counts epochs); use the core runner, or leave it at 0"
+            )
         return train_rl_games(cfg, ckpt)
     run_dir = Path(args.run_dir) if args.run_dir else new_run_dir(cfg)
     main_rank = dist is None or dist.is_main  # the only rank that writes
@@ -276,6 +295,7 @@ def prepare(args, dist=None):
 
 
 def main(argv: list[str] | None = None) -> int:
+    started = time.monotonic()  # runner.max_minutes counts from here: start-up is part of the budget
     args = parse_args(argv)
     from meow.baselines import BaselineError, BaselineInterrupted
     from meow.config import ConfigError
@@ -293,9 +313,12 @@ def main(argv: list[str] | None = None) -> int:
                     "(leave out --runner and --algo)"
                 )
             dist = init_from_env()
-        prepared = prepare(args, dist)
+        prepared = prepare(args, dist, started)
     except BaselineInterrupted as stopped:
         print(f"\n[meow] {stopped}")
+        return 130
+    except KeyboardInterrupt:  # a library's baseline run, stopped with it
+        print("\n[meow] interrupted")
         return 130
     except (
         ConfigError,
@@ -334,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     if dist is not None:
         dist.install_signal_handlers()  # ranks stop together, at the runner's next collective check
+    if cfg.runner.max_minutes > 0:
+        runner.deadline = started + 60.0 * cfg.runner.max_minutes
     try:
         runner.learn()
     except KeyboardInterrupt:
@@ -354,6 +379,11 @@ def main(argv: list[str] | None = None) -> int:
         env.close()
         if eval_env is not None:
             eval_env.close()
+    if runner.budget_spent:
+        print(
+            f"[meow] wall-clock budget spent (runner.max_minutes={cfg.runner.max_minutes:g}): stopped at "
+            f"env step {runner.global_step:,} of {cfg.runner.total_steps:,}"
+        )
     histories = (("deterministic", runner.evaluations), ("stochastic", runner.stochastic_evaluations))
     for label, history in histories:
         if history:

@@ -1,7 +1,9 @@
-"""--algo sac on a Gymnasium task: Stable-Baselines3's SAC, logging MEow's metric names."""
+"""--algo sac on a Gymnasium task: Stable-Baselines3's SAC, logging MEow's metric names; the
+wall-clock budget of the baselines."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -119,3 +121,83 @@ def test_a_sac_run_killed_mid_way_leaves_loadable_checkpoints_and_resumes_its_cu
     assert curves["eval/return_mean"].steps == [500.0, 1000.0, 1500.0]
     assert curves["eval/stochastic_return_mean"].steps == [500.0, 1000.0, 1500.0]
     assert curves["charts/SPS"].steps == [250.0 * k for k in range(1, 7)]
+
+
+def test_a_wall_clock_budget_ends_sb3_sac_as_if_it_had_reached_its_steps(tmp_path, capsys):
+    """--max_minutes with --algo sac: SAC stops at the first step past the budget, writes its
+    final checkpoint and model.zip, and the command exits 0."""
+    import time
+
+    args = ["--task", "InvertedPendulum-v5", "--algo", "sac", "--total_steps", "10000000"]
+    args += ["--max_minutes", "0.25", "env.eval_envs=0", "runner.warmup_steps=100", "runner.log_interval=100"]
+    started = time.monotonic()
+    assert train.main([*args, f"runner.log_dir={tmp_path}"]) == 0
+    elapsed = time.monotonic() - started
+    assert "wall-clock budget spent (runner.max_minutes=0.25): SAC stopped" in capsys.readouterr().out
+    assert 15.0 <= elapsed < 75.0, elapsed
+    (run,) = (tmp_path / "sac" / "InvertedPendulum-v5").iterdir()
+    assert (run / "model.zip").is_file()
+    (ckpt,) = run.glob("model_*.pt")
+    assert 100 < int(ckpt.stem.split("_")[1]) < 10_000_000
+
+
+def _group_script(tmp_path: Path, on_sigint: str) -> list[str]:
+    """A command whose process starts a child in its own process group; both record SIGINT in a
+    file and then do ``on_sigint`` (``exit``, or ``ignore`` it)."""
+    script = tmp_path / "group.py"
+    script.write_text(
+        "import signal, subprocess, sys, time\n"
+        "from pathlib import Path\n"
+        "name, mode = sys.argv[1], sys.argv[2]\n"
+        "def on_int(signum, frame):\n"
+        "    Path(sys.argv[3], name).write_text('sigint')\n"
+        "    if mode == 'exit':\n"
+        "        sys.exit(3)\n"
+        "signal.signal(signal.SIGINT, on_int)\n"
+        "if name == 'parent':\n"
+        "    subprocess.Popen([sys.executable, __file__, 'child', mode, sys.argv[3]])\n"
+        "Path(sys.argv[3], name + '.pid').write_text(str(__import__('os').getpid()))\n"
+        "time.sleep(60)\n"
+    )
+    return [sys.executable, str(script), "parent", on_sigint, str(tmp_path)]
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+@pytest.mark.parametrize("on_sigint", ["exit", "ignore"])
+def test_a_library_run_past_its_deadline_is_stopped_with_its_whole_process_group(tmp_path, on_sigint):
+    """What ends an Isaac baseline at runner.max_minutes: SIGINT to the library's process group
+    (its child processes too) at the deadline, and SIGKILL after the grace period when ignored."""
+    import time
+
+    from meow_isaac.baselines import run_within
+
+    cmd = _group_script(tmp_path, on_sigint)
+    started = time.monotonic()
+    status, spent = run_within(cmd, tmp_path, deadline=started + 3.0, grace_s=2.0)
+    elapsed = time.monotonic() - started
+    assert spent
+    assert (tmp_path / "parent").read_text() == (tmp_path / "child").read_text() == "sigint"
+    if on_sigint == "exit":
+        assert status == 3 and 3.0 <= elapsed < 4.9, (status, elapsed)
+    else:
+        assert status == -9 and 5.0 <= elapsed < 8.0, (status, elapsed)
+    deadline = time.monotonic() + 5.0
+    while _alive(int((tmp_path / "child.pid").read_text())) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(int((tmp_path / "child.pid").read_text()))
+
+
+def test_a_library_run_that_ends_before_its_deadline_keeps_its_exit_status(tmp_path):
+    from meow_isaac.baselines import run_within
+
+    assert run_within([sys.executable, "-c", "raise SystemExit(4)"], tmp_path, deadline=None) == (4, False)
+    assert run_within([sys.executable, "-c", "pass"], tmp_path, deadline=1e12) == (0, False)

@@ -79,7 +79,7 @@ class BaselineInterrupted(Exception):
         self.path, self.step = path, step
 
 
-def train_sb3_sac(cfg, run_dir: Path, resume: dict | None = None) -> Path:
+def train_sb3_sac(cfg, run_dir: Path, resume: dict | None = None, deadline: float | None = None) -> Path:
     """SB3 SAC on ``cfg.env.id`` up to ``runner.total_steps`` env steps; returns the final checkpoint.
 
     SB3's defaults ([256, 256] networks, lr 3e-4, batch 256, learned temperature), a warm-up of
@@ -96,7 +96,9 @@ def train_sb3_sac(cfg, run_dir: Path, resume: dict | None = None) -> Path:
     ``replay_buffer.pt``, each atomically; SIGINT/SIGTERM save one at the current step and raise
     :class:`BaselineInterrupted`. ``resume``: a checkpoint dict (:func:`read_sac_checkpoint`) to
     continue from; the step count and the curves go on, and MuJoCo starts fresh episodes. The
-    final model is also written as SB3's own ``model.zip`` (``SAC.load``).
+    final model is also written as SB3's own ``model.zip`` (``SAC.load``). ``deadline``:
+    ``time.monotonic()`` after which training ends at the next env step as if it had reached
+    ``runner.total_steps`` (the final checkpoint, ``model.zip``; no exception).
     """
     import signal
 
@@ -180,6 +182,7 @@ def train_sb3_sac(cfg, run_dir: Path, resume: dict | None = None) -> Path:
         return returns
 
     stop = {"signal": None}
+    budget = {"spent": False}
 
     def request_stop(signum, frame) -> None:
         stop["signal"] = signum  # acted on at the next env step: no update is cut in half
@@ -212,6 +215,9 @@ def train_sb3_sac(cfg, run_dir: Path, resume: dict | None = None) -> Path:
             if step % r.checkpoint_interval == 0 and step < r.total_steps:
                 writer.flush()
                 save(step)
+            if deadline is not None and time.monotonic() >= deadline:
+                budget["spent"] = True
+                return False
             return stop["signal"] is None
 
     previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -226,6 +232,11 @@ def train_sb3_sac(cfg, run_dir: Path, resume: dict | None = None) -> Path:
         if stop["signal"] is not None and model.num_timesteps < r.total_steps:
             raise BaselineInterrupted(path, model.num_timesteps)
         model.save(str(run_dir / "model.zip"))
+        if budget["spent"]:
+            print(
+                f"[meow] wall-clock budget spent (runner.max_minutes={r.max_minutes:g}): SAC stopped at "
+                f"env step {model.num_timesteps:,} of {r.total_steps:,}"
+            )
         return path
     finally:
         for s, handler in previous.items():
@@ -297,12 +308,14 @@ def run_baseline(
     max_iterations: int | None = None,
     run_dir: Path | None = None,
     resume: dict | None = None,
+    deadline: float | None = None,
 ) -> Path:
     """Trains baseline ``algo`` on the task of ``cfg`` through its env kind; returns its run directory.
 
     ``run_dir`` (instead of ``<log_dir>/sac/<task>/<timestamp>``) and ``resume`` (a checkpoint
     from :func:`read_sac_checkpoint`) are for SB3 SAC on Gymnasium tasks, the baseline that
-    writes checkpoints.
+    writes checkpoints. ``deadline``: ``time.monotonic()`` at which training ends as if it had
+    reached its steps (the wall-clock budget ``runner.max_minutes``).
     """
     from meow.envs.registry import get_kind, kind_names
 
@@ -319,7 +332,7 @@ def run_baseline(
             f"valid: {', '.join(offered) or 'none installed'}"
         )
     if run_dir is None and resume is None:
-        return kind.run_baseline(algo, cfg, max_iterations)
+        return kind.run_baseline(algo, cfg, max_iterations, deadline=deadline)
     if (cfg.env.kind, algo) != ("gymnasium", "sac"):
         raise BaselineError(
             f"--run_dir and --resume are not available for --algo {algo} on {cfg.env.id}; "
@@ -331,4 +344,4 @@ def run_baseline(
         from datetime import datetime
 
         run_dir = Path(cfg.runner.log_dir) / "sac" / cfg.env.id / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    return train_sb3_sac(cfg, run_dir, resume).parent
+    return train_sb3_sac(cfg, run_dir, resume, deadline=deadline).parent

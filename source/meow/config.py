@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,6 +139,7 @@ class RunnerConfig:
     save_buffer_max_gib: float = MISSING
     log_dir: str = MISSING
     progress: bool = MISSING
+    max_minutes: float = MISSING
 
 
 @dataclass
@@ -278,7 +280,12 @@ def config_from_checkpoint(saved: dict, overrides: list[str] | tuple[str, ...] =
 
 
 # Settings added since the first checkpoint format, with the value that keeps an older run's behaviour.
-_ADDED_RUNNER_KEYS = {"keep_checkpoints": 0, "save_buffer_max_gib": 4.0, "eval_mode": "deterministic"}
+_ADDED_RUNNER_KEYS = {
+    "keep_checkpoints": 0,
+    "save_buffer_max_gib": 4.0,
+    "eval_mode": "deterministic",
+    "max_minutes": 0.0,
+}
 _ADDED_ALGO_KEYS = {"coupling_bias": "zeros", "q_dropout": "shared"}
 
 
@@ -367,6 +374,12 @@ def validate(cfg: DictConfig) -> None:
     for key in ("eval_interval", "log_interval", "checkpoint_interval"):
         _check(r[key] >= 1, f"runner.{key}", r[key], "an integer >= 1 (env steps)")
     _check(r.eval_mode in EVAL_MODES, "runner.eval_mode", r.eval_mode, " | ".join(EVAL_MODES))
+    _check(
+        r.max_minutes >= 0 and math.isfinite(r.max_minutes),
+        "runner.max_minutes",
+        r.max_minutes,
+        "a number of minutes >= 0 (0: no wall-clock budget)",
+    )
     _check(
         r.keep_checkpoints >= 0,
         "runner.keep_checkpoints",

@@ -213,6 +213,23 @@ def test_sigterm_to_torchrun_saves_one_checkpoint_stops_every_rank_and_resumes(t
     assert list(logs.glob(f"meow/MultiGoal/*/model_{step + 40}.pt"))
 
 
+def test_a_wall_clock_budget_ends_every_rank_at_the_same_iteration(tmp_path):
+    """runner.max_minutes on two ranks: the budget check is collective, so both ranks end at the
+    same step as at total_steps (exit 0, one final checkpoint, identical learners)."""
+    record = tmp_path / "record"
+    args = ["--task", "MultiGoal", "--distributed", *LONG, "--max_minutes", "0.4"]
+    proc = _torchrun(args, tmp_path, record)
+    rc, out, err = _finish(proc, timeout=180)
+    assert rc == 0, err[-3000:]
+    assert "wall-clock budget spent (runner.max_minutes=0.4)" in out
+    (run,) = _run_dirs(tmp_path)
+    (ckpt_path,) = run.glob("model_*.pt")
+    step = torch.load(ckpt_path, weights_only=False)["global_step"]
+    r0, r1 = _records(record)
+    assert r0["global_step"] == r1["global_step"] == step > 0
+    _assert_identical_learners(r0["learner"], r1["learner"])
+
+
 def test_a_killed_rank_makes_the_other_exit_with_an_error_within_60_s(tmp_path):
     record = tmp_path / "record"
     proc = _torchrun(["--task", "MultiGoal", "--distributed", *LONG], tmp_path, record)

@@ -153,3 +153,25 @@ def test_sigterm_saves_a_checkpoint_before_exiting(tmp_path):
     step = int(saved.stem.split("_")[1])
     assert 0 < step < 1_000_000 and f"interrupted at env step {step:,}" in out
     assert torch.load(saved, weights_only=False)["global_step"] == step
+
+
+def test_a_wall_clock_budget_ends_the_run_as_if_it_had_reached_its_steps(tmp_path, capsys):
+    """--max_minutes: training stops at the first step past the budget (start-up included) and
+    ends normally: exit 0, the final checkpoint at that step, its evaluations logged."""
+    import time
+
+    logs = tmp_path / "logs"
+    started = time.monotonic()
+    argv = ["--task", "MultiGoal", "--total_steps", "10000000", "--max_minutes", "0.2"]
+    assert train.main([*argv, f"runner.log_dir={logs}", *SMALL]) == 0
+    elapsed = time.monotonic() - started
+    out = capsys.readouterr().out
+    assert "wall-clock budget spent (runner.max_minutes=0.2)" in out
+    assert 12.0 <= elapsed < 60.0, elapsed
+    (run,) = _run_dirs(logs)
+    (ckpt,) = run.glob("model_*.pt")
+    step = int(ckpt.stem.split("_")[1])
+    assert 0 < step < 10_000_000
+    assert torch.load(ckpt, weights_only=False)["global_step"] == step
+    assert train.main(["--task", "MultiGoal", "--max_minutes", "-1"]) == 2
+    assert "runner.max_minutes=-1.0 is invalid" in capsys.readouterr().err

@@ -12,11 +12,15 @@ They write their libraries' own log layout (``logs/rsl_rl/...``, ``logs/rl_games
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 from meow.baselines import BaselineError
@@ -38,13 +42,30 @@ def _newest_run(root: Path, before: set[Path]) -> Path:
     return max(runs, key=lambda p: p.stat().st_mtime)
 
 
-def train_isaaclab_baseline(algo: str, cfg, max_iterations: int | None, cwd: Path) -> Path:
-    """rsl_rl PPO (``ppo``) or rl-games SAC (``sac``) through Isaac Lab's CLI; returns the run dir."""
+def train_isaaclab_baseline(
+    algo: str, cfg, max_iterations: int | None, cwd: Path, deadline: float | None = None
+) -> Path:
+    """rsl_rl PPO (``ppo``) or rl-games SAC (``sac``) through Isaac Lab's CLI; returns the run dir.
+
+    With ``deadline`` the run is stopped then (:func:`run_within`), its curve kept. Offline, the
+    library's process gets the local asset root as MEow's own runs do (:mod:`meow_isaac.offline`).
+    """
+    from meow_isaac.offline import choose_asset_root
+
+    # before Isaac Lab's task configs are imported; offline it sets ISAACSIM_ASSET_ROOT, which the
+    # library's process inherits
+    offline = choose_asset_root()
     from isaaclab_tasks.utils.parse_cfg import load_cfg_from_registry
 
     import meow_isaac.tasks  # noqa: F401  (the 2.x ids and the SAC agent entry point)
+    from meow_isaac.assets import check_assets
+    from meow_isaac.env import resolve_env_cfg
 
     task, n = cfg.env.id, cfg.env.num_envs
+    env_cfg = resolve_env_cfg(task, n, cfg.device, list(cfg.env.sim_overrides), cfg.seed)
+    if offline is not None:
+        offline.provide(env_cfg, task)
+    check_assets(env_cfg, task)  # a missing file is a one-line error here, not a library traceback
     library = {"ppo": "rsl_rl", "sac": "rl_games"}[algo]
     cmd = [isaaclab_cli(), "train", "--rl_library", library, "--task", task, "--num_envs", str(n)]
     cmd += ["--device", cfg.device, "--seed", str(cfg.seed), *cfg.env.sim_overrides]
@@ -60,17 +81,77 @@ def train_isaaclab_baseline(algo: str, cfg, max_iterations: int | None, cwd: Pat
     root = cwd / "logs" / library
     before = set(root.glob("*/*"))
     print(f"[meow] baseline: {' '.join(cmd[1:])}", flush=True)
-    status = subprocess.run(cmd, cwd=cwd).returncode
-    if status != 0:
+    status, spent = run_within(cmd, cwd, deadline)
+    if spent:
+        minutes = cfg.runner.max_minutes
+        print(f"[meow] wall-clock budget spent (runner.max_minutes={minutes:g}): {library} stopped")
+    elif status != 0:
         raise BaselineError(f"isaaclab train --rl_library {library} failed with exit status {status}")
     run = _newest_run(root, before)
     return run
 
 
-def run_isaaclab_baseline(algo: str, cfg, max_iterations: int | None = None) -> Path:
-    """Trains ``algo`` on the Isaac task of ``cfg``; returns the library's run directory."""
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def run_within(cmd: list[str], cwd: Path, deadline: float | None, grace_s: float = 60.0) -> tuple[int, bool]:
+    """Runs ``cmd`` until it exits or until ``deadline`` (``time.monotonic()``); returns its exit
+    status and whether the deadline stopped it.
+
+    At the deadline the command's whole process group gets SIGINT, the Ctrl-C that the libraries'
+    training loops end on (their TensorBoard files are written as they go, so the curve up to
+    there stays); after ``grace_s`` more seconds it is killed. A signal to this process (Ctrl-C, a
+    scheduler's SIGTERM) is passed on to the group the same way, then re-raised here.
+    """
+    # Ctrl-C's default action in the library's process even when this one was started with SIGINT
+    # ignored (as a shell's background job is): Python then raises KeyboardInterrupt there
+    proc = subprocess.Popen(cmd, cwd=cwd, start_new_session=True, preexec_fn=_default_sigint)
+
+    def interrupt(signum, frame) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    # signal handlers belong to the main thread; elsewhere SIGTERM keeps its handler
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, interrupt) if main else None
+
+    def stop_group(signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError):  # the group is gone already
+            os.killpg(proc.pid, signum)
+
+    try:
+        try:
+            proc.wait(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
+            return proc.returncode, False
+        except subprocess.TimeoutExpired:
+            stop_group(signal.SIGINT)
+            try:
+                proc.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                stop_group(signal.SIGKILL)
+                proc.wait()
+            return proc.returncode, True
+    except BaseException:
+        # interrupted here (Ctrl-C, SIGTERM as KeyboardInterrupt): the library's own run must stop too
+        stop_group(signal.SIGINT)
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            stop_group(signal.SIGKILL)
+        raise
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def run_isaaclab_baseline(
+    algo: str, cfg, max_iterations: int | None = None, deadline: float | None = None
+) -> Path:
+    """Trains ``algo`` on the Isaac task of ``cfg``; returns the library's run directory.
+
+    ``deadline``: ``time.monotonic()`` at which the library's run is stopped (:func:`run_within`)."""
     # Isaac Lab's CLI writes into <cwd>/logs/<library>/...
     log_dir = Path(cfg.runner.log_dir).resolve()
     if log_dir.name != "logs":
         print(f"[meow] note: Isaac Lab writes baseline runs to {log_dir.parent / 'logs'}, not {log_dir}")
-    return train_isaaclab_baseline(algo, cfg, max_iterations, log_dir.parent)
+    return train_isaaclab_baseline(algo, cfg, max_iterations, log_dir.parent, deadline=deadline)

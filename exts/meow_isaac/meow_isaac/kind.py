@@ -81,10 +81,10 @@ class IsaacLabKind(EnvKind):
         dump_yaml(str(run_dir / "params" / "env.yaml"), env.env_cfg)
         OmegaConf.save(cfg, run_dir / "params" / "agent.yaml", resolve=True)
 
-    def run_baseline(self, algo, cfg, max_iterations):
+    def run_baseline(self, algo, cfg, max_iterations, deadline=None):
         from meow_isaac.baselines import run_isaaclab_baseline
 
-        return run_isaaclab_baseline(algo, cfg, max_iterations)
+        return run_isaaclab_baseline(algo, cfg, max_iterations, deadline=deadline)
 
     def rl_games_observer(self):
         from isaaclab_rl.rl_games import IsaacAlgoObserver

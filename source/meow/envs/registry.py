@@ -91,8 +91,12 @@ class EnvKind:
     def write_run_files(self, run_dir: Path, cfg: Any, env: VecEnv) -> None:
         """Writes files a run of this kind keeps beside MEow's (e.g. the simulator's config)."""
 
-    def run_baseline(self, algo: str, cfg: Any, max_iterations: int | None) -> Path:
-        """Trains baseline ``algo`` (one of :attr:`baselines`); returns its run directory."""
+    def run_baseline(
+        self, algo: str, cfg: Any, max_iterations: int | None, deadline: float | None = None
+    ) -> Path:
+        """Trains baseline ``algo`` (one of :attr:`baselines`); returns its run directory.
+
+        ``deadline``: ``time.monotonic()`` at which training ends as if it had reached its steps."""
         raise EnvKindError(f"env.kind={self.name} has no baselines")
 
     def rl_games_observer(self) -> Any:
@@ -114,7 +118,7 @@ class GymnasiumKind(EnvKind):
 
         return _construct(GymnasiumVecEnv, env_id, kwargs, env_id, num_envs, device, render_mode=render_mode)
 
-    def run_baseline(self, algo, cfg, max_iterations):
+    def run_baseline(self, algo, cfg, max_iterations, deadline=None):
         from datetime import datetime
 
         from meow.baselines import train_sb3_sac
@@ -122,7 +126,8 @@ class GymnasiumKind(EnvKind):
         stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
         if max_iterations is not None:
             cfg.runner.total_steps = max_iterations
-        return train_sb3_sac(cfg, Path(cfg.runner.log_dir) / "sac" / cfg.env.id / stamp).parent
+        run_dir = Path(cfg.runner.log_dir) / "sac" / cfg.env.id / stamp
+        return train_sb3_sac(cfg, run_dir, deadline=deadline).parent
 
 
 class MultiGoalKind(EnvKind):

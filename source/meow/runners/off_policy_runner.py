@@ -93,12 +93,18 @@ class OffPolicyRunner:
         self.world_size = dist.world_size if dist is not None else 1
         self.is_main = dist is None or dist.is_main
         self._saves_checkpoints = log_dir is not None
+        """Whether :meth:`learn` writes checkpoints; in a data-parallel run every rank takes part
+        (rank 0 writes, the others wait for it), so that all ranks pass the same points."""
         self.stop_requested = False
         """Set (e.g. by a signal handler) to stop :meth:`learn` at the start of its next iteration
         with ``KeyboardInterrupt``: an evaluation or checkpoint under way completes first, so a
         run resumed from the checkpoint written then misses none of its points."""
-        """Whether :meth:`learn` writes checkpoints; in a data-parallel run every rank takes part
-        (rank 0 writes, the others wait for it), so that all ranks pass the same points."""
+        self.deadline: float | None = None
+        """``time.monotonic()`` at which :meth:`learn` ends as if ``runner.total_steps`` were
+        reached (e.g. set by scripts/train.py from its start and ``runner.max_minutes``); when
+        None, ``runner.max_minutes`` counts from the start of :meth:`learn`."""
+        self.budget_spent = False
+        """True once :meth:`learn` ended at the wall-clock budget rather than at total_steps."""
         if not self.is_main:
             log_dir = writer_dir = None
         self.device = torch.device(cfg.device)
@@ -296,7 +302,8 @@ class OffPolicyRunner:
         on_step: Callable[[StepResult], None] | None = None,
         on_log: Callable[[dict[str, float]], None] | None = None,
     ) -> dict[str, float]:
-        """Trains until ``runner.total_steps`` env steps; returns the last logged scalars.
+        """Trains until ``runner.total_steps`` env steps, or until the wall-clock budget
+        (:attr:`deadline`, ``runner.max_minutes``) is spent; returns the last logged scalars.
 
         Args:
             on_step: called with every vectorized step's result (e.g. an rl-games observer).
@@ -321,6 +328,9 @@ class OffPolicyRunner:
         metrics: dict[str, Tensor] = {}
         logged: dict[str, float] = {}
         t_window, steps_window = time.perf_counter(), self.global_step
+        deadline = self.deadline
+        if deadline is None and r.max_minutes > 0:
+            deadline = time.monotonic() + 60.0 * r.max_minutes
         progress = Progress(
             r.total_steps, self.global_step, f"meow {cfg.env.id}", enabled=r.progress and self.is_main
         )
@@ -329,6 +339,12 @@ class OffPolicyRunner:
                 raise KeyboardInterrupt("stop requested on a rank")
             if dist is None and self.stop_requested:
                 raise KeyboardInterrupt("stop requested")
+            if deadline is not None and (dist is None or iteration % dist.check_every == 0):
+                spent = time.monotonic() >= deadline
+                # ranks stop at the same iteration: the budget is spent when it is on any rank
+                if dist.any(spent, "the wall-clock budget check") if dist is not None else spent:
+                    self.budget_spent = True
+                    break
             iteration += 1
             obs = self._obs
             if self.global_step < r.warmup_steps:
