@@ -45,7 +45,7 @@ def learner(ctx, capture: str, overlapped: bool) -> MEow:
     if overlapped:
         sync = ctx.gradient_sync(bucket_numel=1500, overlap=True)  # several buckets for a small flow
         return MEow(policy, capture=capture, grad_sync=sync)
-    return MEow(policy, capture=capture, reduce_grads=ctx.reduce_grads)
+    return MEow(policy, capture=capture, grad_sync=ctx.gradient_sync(overlap=False))  # one whole sum
 
 
 def batch(rank: int, step: int) -> TransitionBatch:

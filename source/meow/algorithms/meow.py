@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from typing import Protocol
 
 import torch
@@ -91,9 +90,8 @@ class MEow:
         capture: ``auto | none | compile | cudagraph`` (see :data:`CAPTURE_MODES`).
         compile_mode: ``torch.compile``'s ``mode`` under ``capture="compile"`` (None: its default;
             scripts/benchmark_update.py measures the others).
-        reduce_grads: called with the parameters' gradients after the backward pass and before
-            clipping (e.g. an all-reduce over data-parallel ranks).
-        grad_sync: the same job overlapped with the backward pass (a :class:`GradientSync`,
+        grad_sync: averages the gradient over data-parallel ranks between the backward pass and
+            clipping, overlapped with the backward pass where it can (a :class:`GradientSync`,
             e.g. :meth:`meow.distributed.DistContext.gradient_sync`); it is attached to the
             flat parameter here.
     """
@@ -110,7 +108,6 @@ class MEow:
         n_step: int = 1,
         capture: str = "none",
         compile_mode: str | None = None,
-        reduce_grads: Callable[[list[Tensor]], None] | None = None,
         grad_sync: GradientSync | None = None,
     ) -> None:
         if n_step < 1:
@@ -130,7 +127,6 @@ class MEow:
         self.tau = tau
         self.grad_clip = grad_clip
         self.n_step = n_step
-        self.reduce_grads = reduce_grads
         # Every parameter is a view of one flat tensor (and every gradient of one flat gradient),
         # so that Adam, the grad-norm clip, the Polyak step and zeroing are one operation each
         # rather than one per parameter tensor: on the CPU those loops cost more than the
@@ -279,8 +275,6 @@ class MEow:
         loss.backward()
         if sync is not None:
             sync.end(grad)
-        if self.reduce_grads is not None:
-            self.reduce_grads([grad])
         # clip_grad_norm_'s arithmetic on the one flat gradient, without its per-tensor bookkeeping
         grad_norm = torch.linalg.vector_norm(grad)
         grad.mul_(torch.clamp(self.grad_clip / (grad_norm + 1e-6), max=1.0))
