@@ -171,6 +171,24 @@ def test_update_compiles_as_one_graph():
     assert torch.allclose(compiled(b)[0], alg._loss(b)[0], rtol=1e-5)
 
 
+def test_the_loss_over_the_flat_parameter_gives_the_per_parameter_gradients():
+    """What ``capture="compile"`` compiles: the loss with the flow's parameters taken as pieces of
+    the flat parameter. One graph (no breaks), the same loss as the modules' own parameters give,
+    and one gradient for the flat parameter equal to the parameters' gradients end to end."""
+    buffer = _filled_buffer()
+    alg = MEow(_policy(), n_step=2, capture="compile")
+    alg.policy.train()
+    torch.manual_seed(3)
+    loss, _ = alg._sampled_loss(buffer, 64)
+    grads = torch.autograd.grad(loss, alg._params)
+    torch.manual_seed(3)
+    flat_loss, _ = torch.compile(alg._flat_loss, fullgraph=True, backend="aot_eager")(buffer, 64)
+    (flat_grad,) = torch.autograd.grad(flat_loss, [alg._flat])
+    assert torch.equal(flat_loss, loss)
+    assert torch.allclose(flat_grad, torch.cat([g.reshape(-1) for g in grads]), rtol=1e-5, atol=1e-7)
+    assert flat_grad.abs().sum() > 0
+
+
 @pytest.mark.slow
 def test_compile_capture_takes_the_eager_update_steps():
     """``capture="compile"`` (inductor on CPU, sampling included) takes the same steps as eager

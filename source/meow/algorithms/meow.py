@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Protocol
 
 import torch
@@ -166,7 +167,12 @@ class MEow:
             # Sampling and the loss are compiled (forward and backward); the optimizer part is a
             # handful of fused operations that gain nothing from tracing (torch.optim breaks
             # the graph into many small ones, each with its own guard checks).
-            self._loss_fn = torch.compile(self._sampled_loss, mode=compile_mode, dynamic=False)
+            # The compiled loss takes the flow's parameters as pieces of the flat parameter, so its
+            # backward returns one gradient (the pieces' gradients concatenated in one kernel)
+            # instead of 64 that autograd then adds into the flat gradient one by one.
+            self._loss_module = _LossOfFlow(self.policy, self._sampled_loss)
+            self._layout = [(name, p.shape, p.numel()) for name, p in policy.named_parameters()]
+            self._loss_fn = torch.compile(self._flat_loss, mode=compile_mode, dynamic=False)
             if self.device.type == "cpu":
                 # On the CPU, sampling one env's action is a few hundred tiny operations whose
                 # dispatch costs more than their arithmetic; compiled it is a few calls.
@@ -253,6 +259,14 @@ class MEow:
     # -------------------------------------------------------------- the update
     def _sampled_loss(self, buffer: WindowSampler, batch_size: int) -> tuple[Tensor, dict[str, Tensor]]:
         return self._loss(buffer.sample_windows(batch_size, self.n_step))
+
+    def _flat_loss(self, buffer: WindowSampler, batch_size: int) -> tuple[Tensor, dict[str, Tensor]]:
+        """:meth:`_sampled_loss` with the online flow's parameters replaced by views of pieces of
+        the flat parameter (the same values): autograd then sees one leaf, the flat parameter."""
+        chunks = torch.split(self._flat, [numel for _, _, numel in self._layout])
+        pieces = zip(self._layout, chunks, strict=True)
+        views = {"policy." + name: c.view(shape) for (name, shape, _), c in pieces}
+        return torch.func.functional_call(self._loss_module, views, (buffer, batch_size))
 
     def _train_step(self, batch: TransitionBatch) -> dict[str, Tensor]:
         self.policy.train()
@@ -368,6 +382,19 @@ class MEow:
         self.normalizer.load_state_dict(state["normalizer"])
         self._update_graph = None
         self._act_graphs.clear()
+
+
+class _LossOfFlow(nn.Module):
+    """``loss(buffer, batch_size)`` as a module holding the flow (``policy``), so that
+    ``torch.func.functional_call`` can run it with other tensors in place of the flow's parameters."""
+
+    def __init__(self, policy: FlowPolicy, loss: Callable[..., tuple[Tensor, dict[str, Tensor]]]) -> None:
+        super().__init__()
+        self.policy = policy
+        self._loss = [loss]  # in a list: a bound method of the learner is not this module's state
+
+    def forward(self, buffer: WindowSampler, batch_size: int) -> tuple[Tensor, dict[str, Tensor]]:
+        return self._loss[0](buffer, batch_size)
 
 
 # --------------------------------------------------------------- flat parameters
