@@ -3,6 +3,7 @@
     python scripts/benchmark_throughput.py                          # Hopper-v5, 3000 timed steps
     python scripts/benchmark_throughput.py --repeats 3 --threads 1
     python scripts/benchmark_throughput.py --compile --repeats 1 --out bench.json
+    python scripts/benchmark_throughput.py --compile algo.q_dropout=shared      # MEow config overrides
 
 Both contenders run one environment and one gradient update of batch 256 per env step,
 on the config's device, with the same torch thread count, in this one process. Each first
@@ -55,7 +56,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=at_least(1), default=1, help="rounds of alternating measurements")
     parser.add_argument("--compile", action="store_true", help="also time MEow with algo.capture=compile")
     parser.add_argument("--out", type=Path, help="write the results to this JSON file")
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="MEow config overrides, e.g. algo.q_dropout=shared (recorded in the JSON)",
+    )
+    args = parser.parse_intermixed_args(argv)
     if args.out is not None:
         from meow.utils.io import check_creatable_dir
 
@@ -112,6 +119,7 @@ def time_meow(args: argparse.Namespace, compile: bool) -> dict[str, float]:
         ),
         f"runner.warmup_steps={args.warmup}",
         f"runner.total_steps={untimed}",
+        *args.overrides,
     ]
     cfg = load_config(args.task, overrides)
     env = make_env(cfg.env.kind, cfg.env.id, cfg.env.num_envs, cfg.device, cfg.env.kwargs)
@@ -197,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     from meow.config import ConfigError, load_config
 
     try:
-        if load_config(args.task).env.kind != "gymnasium":
+        if load_config(args.task, args.overrides).env.kind != "gymnasium":
             raise ConfigError(
                 f"--task {args.task} is invalid; valid: a Gymnasium task (SB3 SAC runs on those)"
             )
@@ -217,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     contenders = {MEOW: lambda: time_meow(args, False), SB3: lambda: time_sb3(args)}
     if args.compile:
         contenders[MEOW_COMPILED] = lambda: time_meow(args, True)
-    info = {k: getattr(args, k) for k in ("task", "steps", "warmup", "burnin", "repeats", "threads")}
+    keys = ("task", "steps", "warmup", "burnin", "repeats", "threads", "overrides")
+    info = {k: getattr(args, k) for k in keys}
     info |= {
         "torch": torch.__version__,
         "stable_baselines3": stable_baselines3.__version__,

@@ -26,9 +26,11 @@ def test_tiny_run_reports_both_contenders_and_their_ratio(bench, tmp_path, capsy
     pytest.importorskip("mujoco")
     out = tmp_path / "bench.json"
     argv = ["--task", "Hopper-v5", "--steps", "50", "--warmup", "300", "--burnin", "5"]
+    argv += ["algo.q_dropout=shared"]  # a MEow config override, recorded
     assert bench.main([*argv, "--repeats", "1", "--threads", "1", "--out", str(out)]) == 0
     data = json.loads(out.read_text())
     assert data["threads"] == 1
+    assert data["overrides"] == ["algo.q_dropout=shared"]
     res = data["results"]
     assert set(res) == {bench.MEOW, bench.SB3}
     for name in res:
@@ -50,6 +52,12 @@ def test_missing_sb3_is_one_line_error(bench, monkeypatch, capsys):
     assert bench.main(["--steps", "1"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "pip install stable-baselines3" in err and "\n" not in err
+
+
+def test_a_bad_override_is_a_one_line_error(bench, capsys):
+    assert bench.main(["--steps", "1", "algo.q_dropout=twice"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: algo.q_dropout=twice is invalid; valid: shared | per_head"
 
 
 def test_warmup_shorter_than_a_batch_is_refused(bench, capsys):
