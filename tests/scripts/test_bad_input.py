@@ -170,6 +170,18 @@ CASES = [
     ("train", [*MG, "runner.log_dir="], "bad value for 'runner.log_dir'"),
     ("train", [*MG, "runner.log_dir=' '"], "runner.log_dir=' ' is invalid; valid: a directory path"),
     ("train", [*MG, "runner.progress=loud"], "bad value for 'runner.progress'"),
+    (
+        "train",
+        [*MG, "runner.max_minutes=-1"],
+        "runner.max_minutes=-1.0 is invalid; valid: a number of minutes >= 0 (0: no wall-clock budget)",
+    ),
+    ("train", [*MG, "runner.max_minutes=soon"], "bad value for 'runner.max_minutes'"),
+    ("train", [*MG, "--max_minutes", "inf"], "runner.max_minutes=inf is invalid"),
+    (
+        "train",
+        [*MG, "--runner", "rl_games", "--max_minutes", "1"],
+        "runner.max_minutes=1 is not available with --runner rl_games",
+    ),
     # ---- play.py
     ("play", [], "the following arguments are required: checkpoint"),
     ("play", ["nowhere"], "checkpoint nowhere does not exist"),
