@@ -56,12 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=at_least(1), default=1, help="rounds of alternating measurements")
     parser.add_argument("--compile", action="store_true", help="also time MEow with algo.capture=compile")
     parser.add_argument("--out", type=Path, help="write the results to this JSON file")
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="key=value",
-        help="MEow config overrides, e.g. algo.q_dropout=shared (recorded in the JSON)",
-    )
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="MEow config overrides")
     args = parser.parse_intermixed_args(argv)
     if args.out is not None:
         from meow.utils.io import check_creatable_dir

@@ -193,20 +193,20 @@ def train_rl_games(cfg, ckpt: dict | None) -> int:
     return 0
 
 
-def prepare(args, dist=None, started: float | None = None):
+def prepare(args, dist, started: float):
     """Everything before training starts; a bad input raises ConfigError, CheckpointError, ...
 
     Returns ``(cfg, env, eval_env, runner, run_dir)``, or the exit status when a baseline or the
     rl-games runner ran instead. ``dist``: this process's rank of a data-parallel run (or None).
     ``started``: ``time.monotonic()`` at the command's start, from which ``runner.max_minutes``
-    counts (default: now).
+    counts.
     """
-    started = time.monotonic() if started is None else started
     from meow.baselines import SAC_FORMAT
     from meow.config import ConfigError, config_from_checkpoint, find_task, load_config
     from meow.envs import get_kind, make_env_from_config
     from meow.runners import CheckpointError, OffPolicyRunner
     from meow.runners.checkpoint import unfinished_saves
+    from meow.runners.off_policy_runner import budget_deadline
     from meow.utils.io import check_creatable_dir
 
     ckpt = None
@@ -243,7 +243,7 @@ def prepare(args, dist=None, started: float | None = None):
         from meow.baselines import run_baseline
 
         run_dir = Path(args.run_dir) if args.run_dir else None
-        deadline = started + 60.0 * cfg.runner.max_minutes if cfg.runner.max_minutes > 0 else None
+        deadline = budget_deadline(cfg.runner.max_minutes, started)
         out = run_baseline(
             args.algo, cfg, args.max_iterations, run_dir=run_dir, resume=ckpt, deadline=deadline
         )
@@ -281,6 +281,7 @@ def prepare(args, dist=None, started: float | None = None):
         if cfg.env.eval_envs > 0 and main_rank:
             eval_env = make_env_from_config(cfg, cfg.env.eval_envs)
         runner = OffPolicyRunner(cfg, env, eval_env, run_dir, dist=dist)
+        runner.deadline = budget_deadline(cfg.runner.max_minutes, started)
         if ckpt is not None:
             runner.load(ckpt)
             print(f"[meow] resumed {ckpt['path']} at env step {runner.global_step:,}")
@@ -357,8 +358,6 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     if dist is not None:
         dist.install_signal_handlers()  # ranks stop together, at the runner's next collective check
-    if cfg.runner.max_minutes > 0:
-        runner.deadline = started + 60.0 * cfg.runner.max_minutes
     try:
         runner.learn()
     except KeyboardInterrupt:

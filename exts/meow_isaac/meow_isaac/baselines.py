@@ -50,22 +50,16 @@ def train_isaaclab_baseline(
     With ``deadline`` the run is stopped then (:func:`run_within`), its curve kept. Offline, the
     library's process gets the local asset root as MEow's own runs do (:mod:`meow_isaac.offline`).
     """
-    from meow_isaac.offline import choose_asset_root
+    from meow_isaac.env import offline_first_env_cfg
 
-    # before Isaac Lab's task configs are imported; offline it sets ISAACSIM_ASSET_ROOT, which the
-    # library's process inherits
-    offline = choose_asset_root()
+    task, n = cfg.env.id, cfg.env.num_envs
+    # first: the library's process inherits the asset root chosen here, and a missing file is a
+    # one-line error here rather than a traceback there
+    offline_first_env_cfg(task, n, cfg.device, cfg.env.sim_overrides, cfg.seed)
     from isaaclab_tasks.utils.parse_cfg import load_cfg_from_registry
 
     import meow_isaac.tasks  # noqa: F401  (the 2.x ids and the SAC agent entry point)
-    from meow_isaac.assets import check_assets
-    from meow_isaac.env import resolve_env_cfg
 
-    task, n = cfg.env.id, cfg.env.num_envs
-    env_cfg = resolve_env_cfg(task, n, cfg.device, list(cfg.env.sim_overrides), cfg.seed)
-    if offline is not None:
-        offline.provide(env_cfg, task)
-    check_assets(env_cfg, task)  # a missing file is a one-line error here, not a library traceback
     library = {"ppo": "rsl_rl", "sac": "rl_games"}[algo]
     cmd = [isaaclab_cli(), "train", "--rl_library", library, "--task", task, "--num_envs", str(n)]
     cmd += ["--device", cfg.device, "--seed", str(cfg.seed), *cfg.env.sim_overrides]
@@ -115,32 +109,27 @@ def run_within(cmd: list[str], cwd: Path, deadline: float | None, grace_s: float
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, interrupt) if main else None
 
-    def stop_group(signum: int) -> None:
-        with contextlib.suppress(ProcessLookupError):  # the group is gone already
-            os.killpg(proc.pid, signum)
+    def stop_group() -> None:
+        """SIGINT to the group; SIGKILL if it is still there ``grace_s`` later."""
+        for signum, wait_s in ((signal.SIGINT, grace_s), (signal.SIGKILL, None)):
+            with contextlib.suppress(ProcessLookupError):  # the group is gone already
+                os.killpg(proc.pid, signum)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=wait_s)
+                return
 
     try:
-        try:
-            proc.wait(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
-            return proc.returncode, False
-        except subprocess.TimeoutExpired:
-            stop_group(signal.SIGINT)
-            try:
-                proc.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                stop_group(signal.SIGKILL)
-                proc.wait()
-            return proc.returncode, True
+        proc.wait(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return proc.returncode, False
+    except subprocess.TimeoutExpired:
+        stop_group()
+        return proc.returncode, True
     except BaseException:
         # interrupted here (Ctrl-C, SIGTERM as KeyboardInterrupt): the library's own run must stop too
-        stop_group(signal.SIGINT)
-        try:
-            proc.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            stop_group(signal.SIGKILL)
+        stop_group()
         raise
     finally:
-        if main:
+        if main and previous is not None:  # None: a handler not set from Python, left as it is
             signal.signal(signal.SIGTERM, previous)
 
 

@@ -137,6 +137,28 @@ def with_default_physics(overrides: Sequence[str]) -> list[str]:
     return [*overrides, f"physics={physics}"] if physics else overrides
 
 
+def offline_first_env_cfg(
+    task: str, num_envs: int, device: str, overrides: Sequence[str] = (), seed: int | None = None
+):
+    """:func:`resolve_env_cfg` (default physics added) after the asset root is chosen: without
+    ``ISAACSIM_ASSET_ROOT`` and with Isaac Lab's server out of reach, the local root is set (also
+    for the processes this one starts) and given the files the task needs
+    (:mod:`meow_isaac.offline`). Must run before Isaac Lab's task configs are first imported.
+
+    Raises:
+        meow_isaac.assets.AssetError: a USD file the task needs does not exist (one line).
+    """
+    from meow_isaac.assets import check_assets
+    from meow_isaac.offline import choose_asset_root
+
+    offline = choose_asset_root()
+    env_cfg = resolve_env_cfg(task, num_envs, device, with_default_physics(overrides), seed)
+    if offline is not None:
+        offline.provide(env_cfg, task)
+    check_assets(env_cfg, task)
+    return env_cfg
+
+
 def resolve_env_cfg(
     task: str, num_envs: int, device: str, overrides: Sequence[str] = (), seed: int | None = None
 ):
@@ -192,15 +214,8 @@ def make_isaaclab_env(
     """
     import gymnasium as gym
 
-    from meow_isaac.assets import check_assets
-    from meow_isaac.offline import choose_asset_root
-
     device = str(torch.device(device))
-    offline = choose_asset_root()
-    env_cfg = resolve_env_cfg(task, num_envs, device, with_default_physics(overrides), seed)
-    if offline is not None:
-        offline.provide(env_cfg, task)
-    check_assets(env_cfg, task)
+    env_cfg = offline_first_env_cfg(task, num_envs, device, overrides, seed)
     from isaaclab.app import launch_simulation
 
     video_args = None

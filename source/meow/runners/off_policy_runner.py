@@ -54,6 +54,14 @@ def build_policy(cfg: DictConfig, obs_dim: int, action_dim: int) -> FlowPolicy:
     )
 
 
+def budget_deadline(max_minutes: float, start: float | None = None) -> float | None:
+    """``time.monotonic()`` at which ``runner.max_minutes`` counted from ``start`` (default: now)
+    is spent; None for no budget (0)."""
+    if max_minutes <= 0:
+        return None
+    return (time.monotonic() if start is None else start) + 60.0 * max_minutes
+
+
 class OffPolicyRunner:
     """Trains MEow on a :class:`~meow.envs.VecEnv`.
 
@@ -328,9 +336,7 @@ class OffPolicyRunner:
         metrics: dict[str, Tensor] = {}
         logged: dict[str, float] = {}
         t_window, steps_window = time.perf_counter(), self.global_step
-        deadline = self.deadline
-        if deadline is None and r.max_minutes > 0:
-            deadline = time.monotonic() + 60.0 * r.max_minutes
+        deadline = self.deadline if self.deadline is not None else budget_deadline(r.max_minutes)
         progress = Progress(
             r.total_steps, self.global_step, f"meow {cfg.env.id}", enabled=r.progress and self.is_main
         )
@@ -341,8 +347,9 @@ class OffPolicyRunner:
                 raise KeyboardInterrupt("stop requested")
             if deadline is not None and (dist is None or iteration % dist.check_every == 0):
                 spent = time.monotonic() >= deadline
-                # ranks stop at the same iteration: the budget is spent when it is on any rank
-                if dist.any(spent, "the wall-clock budget check") if dist is not None else spent:
+                if dist is not None:  # ranks stop at the same iteration: spent when it is on any
+                    spent = dist.any(spent, "the wall-clock budget check")
+                if spent:
                     self.budget_spent = True
                     break
             iteration += 1
