@@ -14,7 +14,11 @@ with the device synchronised around the timed loop.
 
 --pipeline: the whole training loop (act, env step, buffer, updates, logging) at Isaac-Ant's
 shapes and large-env settings on a synthetic GPU-resident environment whose step costs almost
-nothing: MEow's own ceiling in env-steps/s, per capture mode.
+nothing: MEow's own ceiling in env-steps/s, per capture mode. It takes Isaac-Ant's task file
+from the installed meow_isaac package (docs/GPU.md#air-gapped-install).
+
+--tf32 lets float32 matrix products run as TF32 on tensor cores (training runs full float32);
+--profile_batch B prints where an eager update's device time goes at batch B, kernel by kernel.
 """
 
 from __future__ import annotations
@@ -72,6 +76,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pipeline_only", action="store_true", help="only the whole training loop")
     parser.add_argument("--num_envs", type=int, default=4096, help="--pipeline: parallel envs")
     parser.add_argument("--pipeline_steps", type=int, default=200, help="--pipeline: timed vectorized steps")
+    parser.add_argument(
+        "--tf32",
+        action="store_true",
+        help="CUDA: let float32 matrix products run as TF32 on tensor cores (default: full float32)",
+    )
+    parser.add_argument(
+        "--profile_batch",
+        type=int,
+        default=0,
+        help="also record 20 eager updates of this batch under torch.profiler and print the top kernels",
+    )
     parser.add_argument("--out", help="write the results as JSON here")
     parser.add_argument(
         "overrides",
@@ -96,6 +111,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if mode in CUDA_ONLY and not cuda:
             parser.error(f"--modes {mode} needs CUDA; valid on the CPU: none, compile")
     args.modes = modes
+    if args.profile_batch < 0:
+        parser.error(
+            f"--profile_batch {args.profile_batch} is invalid; valid: an integer >= 1, or 0 for none"
+        )
     for name in ("obs_dim", "action_dim", "n_step", "num_envs", "pipeline_steps"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} {getattr(args, name)} is invalid; valid: an integer >= 1")
@@ -307,6 +326,49 @@ def pipeline(args: argparse.Namespace, modes: list[str]) -> list[dict]:
     return results
 
 
+def kernel_profile(args: argparse.Namespace, batch: int, top: int = 12) -> dict:
+    """Where an eager update's device time goes at ``batch``: the top kernels, and matrix products apart."""
+    from torch.profiler import ProfilerActivity, profile
+
+    device = torch.device(args.device)
+    buf = _buffer(args, device)
+    alg = _learner(args, device, "none")
+    for _ in range(3):
+        alg.update_from(buf, batch)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    updates = 20
+    _sync(device)
+    with profile(activities=activities) as prof:
+        for _ in range(updates):
+            alg.update_from(buf, batch)
+        _sync(device)
+    kernels: dict[str, float] = {}
+    for event in prof.events():
+        on_device = event.device_type == torch.autograd.DeviceType.CUDA
+        if device.type == "cuda" and not on_device:
+            continue
+        if device.type != "cuda" and (event.cpu_parent is not None or on_device):
+            continue  # on the CPU: top-level operators only
+        us = event.device_time if on_device else event.cpu_time
+        kernels[event.name] = kernels.get(event.name, 0.0) + us / updates
+    total = sum(kernels.values())
+    matmul_words = ("gemm", "sgemm", "cutlass", "xmma", "addmm", "::mm", "bmm", "matmul", "sm90_")
+    matmul = sum(us for name, us in kernels.items() if any(w in name.lower() for w in matmul_words))
+    ranked = sorted(kernels.items(), key=lambda kv: -kv[1])[:top]
+    print(
+        f"  profile at batch {batch}: {total / 1000:.3f} ms of kernels per update, "
+        f"matrix products {matmul / 1000:.3f} ms"
+    )
+    for name, us in ranked:
+        print(f"    {us / 1000:8.3f} ms  {name[:110]}")
+    return {
+        "batch": batch,
+        "kernel_ms_per_update": total / 1000,
+        "matmul_ms_per_update": matmul / 1000,
+        "top": [{"name": name, "ms": us / 1000} for name, us in ranked],
+    }
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -320,16 +382,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    torch.set_float32_matmul_precision("high" if args.tf32 else "highest")
+    precision = "TF32 matrix products" if args.tf32 and device.type == "cuda" else "float32"
     print(
         f"[benchmark_update] device {device_name(device)} | torch {torch.__version__} | obs {args.obs_dim}, "
-        f"act {args.action_dim}, n_step {args.n_step}"
+        f"act {args.action_dim}, n_step {args.n_step} | {precision}"
     )
-    out: dict = {"device": device_name(device), "torch": torch.__version__, "n_step": args.n_step}
+    out: dict = {
+        "device": device_name(device),
+        "torch": torch.__version__,
+        "n_step": args.n_step,
+        "precision": precision,
+    }
     if not args.pipeline_only:
         print(header(args.modes))
         out["updates"] = update_table(args)
     if args.pipeline:
         out["pipeline"] = pipeline(args, args.modes)
+    if args.profile_batch:
+        out["profile"] = kernel_profile(args, args.profile_batch)
     if args.out:
         Path(args.out).write_text(json.dumps(out, indent=2))
         print(f"[benchmark_update] wrote {args.out}")

@@ -91,6 +91,22 @@ def environment() -> dict:
     return info
 
 
+def missing_task_files() -> str | None:
+    """Why the pipeline benchmark could not load Isaac-Ant's settings, or None: its task file comes
+    from the meow_isaac package, which registers its tasks when installed (not from PYTHONPATH)."""
+    from meow.config import ConfigError, find_task
+
+    try:
+        find_task("Isaac-Ant")
+    except ConfigError:
+        return (
+            "the Isaac task files are not registered (the pipeline benchmark takes Isaac-Ant's "
+            "settings): install the checkout first, offline: python -m pip install --no-index "
+            "--no-deps --no-build-isolation -e . -e exts/meow_isaac"
+        )
+    return None
+
+
 def run_tests() -> dict:
     """The ``gpu`` tests in a fresh process; their outcome counts and output."""
     start = time.perf_counter()
@@ -224,6 +240,10 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    missing = missing_task_files()
+    if missing:
+        print(f"gpu_check: {missing}", file=sys.stderr)
+        return 2
     what = "CPU rehearsal (no GPU)" if args.rehearse else f"{env['gpu']}, driver {env.get('driver')}"
     print(f"[gpu_check] {what} | torch {env['torch']} (CUDA {env['cuda_build']}) | Python {env['python']}")
     report: dict = {"environment": env, "rehearsal": args.rehearse}

@@ -304,11 +304,11 @@ def test_density_integrates_to_one(action_dim: int, nodes: int, randomize) -> No
 
 
 def test_coupling_biases_start_at_zero_or_at_pytorchs_default():
-    """``coupling_bias``: zeros (ours) or PyTorch's default U(-1/sqrt(in), 1/sqrt(in)) as the
-    paper's release leaves them; the weights are orthogonal either way."""
+    """``coupling_bias``: PyTorch's default U(-1/sqrt(in), 1/sqrt(in)) as the paper's release
+    leaves them (the default) or zeros; the weights are orthogonal either way."""
     torch.manual_seed(0)
-    zero = FlowPolicy(5, 3, alpha=0.2, log_sigma_min=-5.0, log_sigma_max=-0.3)
-    default = FlowPolicy(5, 3, alpha=0.2, log_sigma_min=-5.0, log_sigma_max=-0.3, coupling_bias="default")
+    zero = FlowPolicy(5, 3, alpha=0.2, log_sigma_min=-5.0, log_sigma_max=-0.3, coupling_bias="zeros")
+    default = FlowPolicy(5, 3, alpha=0.2, log_sigma_min=-5.0, log_sigma_max=-0.3)
     for a, b in zip(zero.couplings, default.couplings, strict=True):
         for la, lb in zip(a.shift_net, b.shift_net, strict=True):
             if isinstance(la, nn.Linear):
@@ -345,7 +345,30 @@ def test_per_head_dropout_gives_each_q_head_its_own_masks_in_training_only():
         # eval mode: one pass, equal energies
         evaluated = policy.eval().q_values(obs, act) / policy.alpha - shift
         torch.testing.assert_close(evaluated[0], evaluated[1])
-        shared = FlowPolicy(5, 3, alpha=0.2, log_sigma_min=-5.0, log_sigma_max=-0.3)
+        shared = FlowPolicy(5, 3, alpha=0.2, log_sigma_min=-5.0, log_sigma_max=-0.3, q_dropout="shared")
         shared.load_state_dict(policy.state_dict())
         same = shared.train().q_values(obs, act) / shared.alpha - shift
         torch.testing.assert_close(same[0], same[1])
+
+
+def test_per_head_dropout_without_dropout_is_one_pass_for_both_heads():
+    """With ``dropout=0`` the per-head passes would be equal: one pass of the batch serves both
+    heads, and the soft Q values equal ``shared``'s."""
+    torch.manual_seed(0)
+    kwargs = {"alpha": 0.2, "log_sigma_min": -5.0, "log_sigma_max": -0.3, "dropout": 0.0}
+    per_head = FlowPolicy(5, 3, q_dropout="per_head", **kwargs).train()
+    shared = FlowPolicy(5, 3, q_dropout="shared", **kwargs).train()
+    shared.load_state_dict(per_head.state_dict())
+    batches = []
+    inner = per_head._to_latent
+    per_head._to_latent = lambda action, obs: batches.append(len(action)) or inner(action, obs)
+    obs, act = torch.randn(64, 5), torch.rand(64, 3) * 1.8 - 0.9
+    torch.testing.assert_close(per_head.q_values(obs, act), shared.q_values(obs, act), rtol=0, atol=0)
+    assert batches == [64]
+    # with dropout, per_head is the default and runs the doubled batch
+    doubled = FlowPolicy(5, 3, alpha=0.2, log_sigma_min=-5.0, log_sigma_max=-0.3).train()
+    assert doubled.q_dropout == "per_head"
+    inner2 = doubled._to_latent
+    doubled._to_latent = lambda action, obs: batches.append(len(action)) or inner2(action, obs)
+    doubled.q_values(obs, act)
+    assert batches == [64, 128]

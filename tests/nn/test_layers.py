@@ -102,6 +102,14 @@ def test_ensemble_linear_matches_per_head_matmuls() -> None:
         torch.testing.assert_close(out_shared[h], shared @ layer.weight[h] + layer.bias[h, 0])
         torch.testing.assert_close(out_per_head[h], per_head[h] @ layer.weight[h] + layer.bias[h, 0])
     torch.testing.assert_close(layer(shared.expand(3, -1, -1)), out_shared)
+    # gradients: each head's weight gets x_h^T dy_h; a shared input gets the sum over heads
+    shared.requires_grad_(True)
+    dy = torch.randn(3, 7, 2, dtype=torch.float64)
+    (layer(shared) * dy).sum().backward()
+    for h in range(3):
+        torch.testing.assert_close(layer.weight.grad[h], shared.detach().T @ dy[h])
+        torch.testing.assert_close(layer.bias.grad[h, 0], dy[h].sum(0))
+    torch.testing.assert_close(shared.grad, sum(dy[h] @ layer.weight[h].detach().T for h in range(3)))
 
 
 def test_dropout_zeroes_units_with_its_probability_and_keeps_the_mean() -> None:

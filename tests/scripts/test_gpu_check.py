@@ -27,6 +27,22 @@ def test_without_a_gpu_it_says_so_and_checks_nothing(tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1 and not out.exists()
 
 
+def test_without_the_isaac_task_files_it_says_what_to_install_before_checking_anything(
+    tmp_path, monkeypatch, capsys
+):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import gpu_check
+
+    from meow.envs import registry
+
+    monkeypatch.setattr(registry, "_installed", dict)  # no package registers a kind
+    out = tmp_path / "report.json"
+    assert gpu_check.main(["--rehearse", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not registered" in err and "-e exts/meow_isaac" in err
+    assert not out.exists()
+
+
 def test_a_cpu_rehearsal_runs_every_step_and_writes_one_report(tmp_path):
     out = tmp_path / "report.json"
     proc = subprocess.run(
@@ -42,7 +58,23 @@ def test_a_cpu_rehearsal_runs_every_step_and_writes_one_report(tmp_path):
     gpu_tests = report["tests"]
     assert gpu_tests["exit_code"] == 0
     if not torch.cuda.is_available():  # collected, and skipped with their reason
-        assert gpu_tests["counts"] == {"skipped": 10}
+        collected = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "--collect-only",
+                "-q",
+                "-m",
+                "gpu",
+                str(ROOT / "tests" / "gpu"),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        ).stdout
+        expected = sum("::" in line for line in collected.splitlines())
+        assert expected >= 11 and gpu_tests["counts"] == {"skipped": expected}
         assert "needs a CUDA GPU" in gpu_tests["output_tail"]
     rows = report["benchmarks"]["updates"]
     assert [r["batch"] for r in rows] == [64, 256]

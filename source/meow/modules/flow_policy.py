@@ -71,8 +71,8 @@ class FlowPolicy(nn.Module):
         reward_shifting: bool = True,
         dropout: float = 0.1,
         layer_norm: bool = True,
-        coupling_bias: str = "zeros",
-        q_dropout: str = "shared",
+        coupling_bias: str = "default",
+        q_dropout: str = "per_head",
     ) -> None:
         super().__init__()
         if coupling_bias not in COUPLING_BIASES:
@@ -82,6 +82,8 @@ class FlowPolicy(nn.Module):
         if q_dropout not in Q_DROPOUTS:
             raise ValueError(f"q_dropout={q_dropout} is invalid; valid: {' | '.join(Q_DROPOUTS)}")
         self.q_dropout = q_dropout
+        # without dropout every head's pass through the couplings is the same: one pass serves all
+        self._pass_per_head = q_dropout == "per_head" and dropout > 0.0 and num_shift_heads > 1
         self.obs_dim = obs_dim
         self.action_dim = action_dim
         self.num_shift_heads = num_shift_heads
@@ -158,10 +160,11 @@ class FlowPolicy(nn.Module):
         """Soft Q of every shift head, shaped ``(heads, B)``.
 
         With ``q_dropout="per_head"`` in training mode each head's energy comes from its own
-        pass through the couplings (its own dropout masks); otherwise the heads share one pass.
+        pass through the couplings (its own dropout masks); otherwise (and without dropout,
+        where the passes would be equal) the heads share one pass.
         """
         heads = self.num_shift_heads
-        if self.q_dropout == "per_head" and self.training and heads > 1:
+        if self._pass_per_head and self.training:
             u, energy, _ = self._to_latent(action.repeat(heads, 1), obs.repeat(heads, 1))
             kernel = (self._gaussian_log_kernel(u) + energy).view(heads, -1)
         else:

@@ -49,7 +49,9 @@ class EmpiricalNormalization(nn.Module):
     def update(self, x: Tensor) -> None:
         """Merges a batch ``(B, *shape)`` into the statistics (parallel variance formula)."""
         x = x.reshape(-1, *self.mean.shape).to(self.mean.dtype)
-        batch_count = torch.tensor(x.shape[0], dtype=self.count.dtype, device=self.count.device)
+        # new_full, not torch.tensor(..., device=...): on a GPU the latter is a host-to-device copy,
+        # which waits for the stream, once per training step
+        batch_count = self.count.new_full((), float(x.shape[0]))
         batch_mean = x.mean(0)
         batch_var = x.var(0, unbiased=False)
         if self.reduce_moments is not None:

@@ -120,11 +120,17 @@ def mlp(
 
 
 class EnsembleLinear(nn.Module):
-    """``heads`` independent linear layers evaluated side by side with one batched matmul.
+    """``heads`` independent linear layers evaluated side by side.
 
     Input ``(B, in)`` is shared by all heads; input ``(heads, B, in)`` gives each head its
     own. Output is ``(heads, B, out)``. Weights start at zero; biases use PyTorch's
     default ``U(-1/sqrt(in), 1/sqrt(in))``.
+
+    One matrix product per head, stacked, rather than one batched product: the weight gradient
+    is ``x^T dy``, a product over the batch, and as a batched product (``bmm``) cuBLAS runs it
+    with small tiles and no split over the batch: 0.57 ms for two 256x256 heads at batch 16384
+    on an H100, against 0.11 ms as two plain products (measured 2026-11-27); on the CPU the
+    plain products are faster as well.
     """
 
     def __init__(self, heads: int, in_dim: int, out_dim: int) -> None:
@@ -134,9 +140,9 @@ class EnsembleLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(heads, 1, out_dim).uniform_(-bound, bound))
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dim() == 2:
-            x = x.unsqueeze(0).expand(self.weight.shape[0], -1, -1)
-        return torch.baddbmm(self.bias, x, self.weight)
+        heads = self.weight.shape[0]
+        inputs = [x] * heads if x.dim() == 2 else x.unbind(0)
+        return torch.stack([torch.addmm(self.bias[h], inputs[h], self.weight[h]) for h in range(heads)])
 
 
 class EnsembleMLP(nn.Module):
