@@ -18,7 +18,7 @@ nothing: MEow's own ceiling in env-steps/s, per capture mode. It takes Isaac-Ant
 from the installed meow_isaac package (docs/GPU.md#air-gapped-install).
 
 --tf32 lets float32 matrix products run as TF32 on tensor cores (training runs full float32);
---profile_batch B prints where an eager update's device time goes at batch B, kernel by kernel.
+--profile_batch B (CUDA) prints where an eager update's GPU time goes at batch B, kernel by kernel.
 """
 
 from __future__ import annotations
@@ -115,6 +115,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(
             f"--profile_batch {args.profile_batch} is invalid; valid: an integer >= 1, or 0 for none"
         )
+    if args.profile_batch and not cuda:
+        parser.error("--profile_batch needs CUDA; on the CPU, scripts/profile_loop.py profiles the update")
     for name in ("obs_dim", "action_dim", "n_step", "num_envs", "pipeline_steps"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} {getattr(args, name)} is invalid; valid: an integer >= 1")
@@ -327,7 +329,7 @@ def pipeline(args: argparse.Namespace, modes: list[str]) -> list[dict]:
 
 
 def kernel_profile(args: argparse.Namespace, batch: int, top: int = 12) -> dict:
-    """Where an eager update's device time goes at ``batch``: the top kernels, and matrix products apart."""
+    """Where an eager update's GPU time goes at ``batch``: the top kernels, and matrix products apart."""
     from torch.profiler import ProfilerActivity, profile
 
     device = torch.device(args.device)
@@ -335,25 +337,19 @@ def kernel_profile(args: argparse.Namespace, batch: int, top: int = 12) -> dict:
     alg = _learner(args, device, "none")
     for _ in range(3):
         alg.update_from(buf, batch)
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     updates = 20
     _sync(device)
-    with profile(activities=activities) as prof:
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
         for _ in range(updates):
             alg.update_from(buf, batch)
         _sync(device)
     kernels: dict[str, float] = {}
     for event in prof.events():
-        on_device = event.device_type == torch.autograd.DeviceType.CUDA
-        if device.type == "cuda" and not on_device:
-            continue
-        if device.type != "cuda" and (event.cpu_parent is not None or on_device):
-            continue  # on the CPU: top-level operators only
-        us = event.device_time if on_device else event.cpu_time
-        kernels[event.name] = kernels.get(event.name, 0.0) + us / updates
+        if event.device_type == torch.autograd.DeviceType.CUDA:
+            kernels[event.name] = kernels.get(event.name, 0.0) + event.device_time / updates
     total = sum(kernels.values())
-    matmul_words = ("gemm", "sgemm", "cutlass", "xmma", "addmm", "::mm", "bmm", "matmul", "sm90_")
-    matmul = sum(us for name, us in kernels.items() if any(w in name.lower() for w in matmul_words))
+    gemm_words = ("gemm", "cutlass", "xmma")  # cuBLAS / CUTLASS matrix-product kernels
+    matmul = sum(us for name, us in kernels.items() if any(w in name.lower() for w in gemm_words))
     ranked = sorted(kernels.items(), key=lambda kv: -kv[1])[:top]
     print(
         f"  profile at batch {batch}: {total / 1000:.3f} ms of kernels per update, "

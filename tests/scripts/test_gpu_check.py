@@ -94,6 +94,8 @@ def test_a_cpu_rehearsal_runs_every_step_and_writes_one_report(tmp_path):
         (["--device", "tpu"], "device=tpu is invalid"),
         (["--seconds", "0"], "--seconds 0.0 is invalid"),
         (["--device", "cpu", "algo.n_step=0"], "algo.n_step=0 is invalid"),
+        (["--device", "cpu", "--profile_batch", "64"], "--profile_batch needs CUDA"),
+        (["--profile_batch", "-1"], "--profile_batch -1 is invalid"),
     ],
 )
 def test_benchmark_update_bad_input_is_one_line(argv, message):
