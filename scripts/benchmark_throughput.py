@@ -4,6 +4,7 @@
     python scripts/benchmark_throughput.py --repeats 3 --threads 1
     python scripts/benchmark_throughput.py --compile --repeats 1 --out bench.json
     python scripts/benchmark_throughput.py --compile algo.q_dropout=shared      # MEow config overrides
+    python scripts/benchmark_throughput.py --compile --flops     # and each step's matrix-product floor
 
 Both contenders run one environment and one gradient update of batch 256 per env step,
 on the config's device, with the same torch thread count, in this one process. Each first
@@ -13,6 +14,10 @@ timed part only. MEow runs the paper architecture (config/meow.yaml + tasks/) th
 real OffPolicyRunner; SAC runs SB3's defaults ([256, 256] nets, automatic entropy
 coefficient) with buffer 1e6, train_freq 1, gradient_steps 1 and learning_starts = --warmup.
 The contenders alternate (order reversed every other round) for --repeats rounds.
+With --flops the script then counts the matrix-product FLOPs of one learning step of each
+(one update and one sampled action, eager, torch.utils.flop_counter), times this core's
+256x256x256 single-precision matrix product, and prints each contender's floor: the time its
+matrix products alone would take at that rate, beside its measured time per step.
 SB3 is an optional dependency: pip install stable-baselines3 (or the `baselines` extra).
 """
 
@@ -55,6 +60,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--repeats", type=at_least(1), default=1, help="rounds of alternating measurements")
     parser.add_argument("--compile", action="store_true", help="also time MEow with algo.capture=compile")
+    parser.add_argument(
+        "--flops", action="store_true", help="also count each step's matrix-product FLOPs and floor"
+    )
     parser.add_argument("--out", type=Path, help="write the results to this JSON file")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="MEow config overrides")
     args = parser.parse_intermixed_args(argv)
@@ -96,6 +104,18 @@ def measure(
     return {"sps": steps / (t2 - t1), "updates_per_step": updates / steps, "untimed_s": t1 - t0}
 
 
+def meow_overrides(args: argparse.Namespace, capture: str, warmup: int, total: int) -> list[str]:
+    """Pinned to the comparable setup; the architecture stays the config's (the paper's)."""
+    return [
+        f"torch_threads={args.threads}",
+        *("env.num_envs=1", "env.eval_envs=0", "buffer.capacity=1000000", "runner.progress=false"),
+        *("algo.batch_size=256", "algo.updates_per_step=1", f"algo.capture={capture}"),
+        f"runner.warmup_steps={warmup}",
+        f"runner.total_steps={total}",
+        *args.overrides,
+    ]
+
+
 def time_meow(args: argparse.Namespace, compile: bool) -> dict[str, float]:
     """One measurement of our OffPolicyRunner: env-steps/s, updates per step, untimed seconds."""
     from meow.config import load_config
@@ -103,20 +123,8 @@ def time_meow(args: argparse.Namespace, compile: bool) -> dict[str, float]:
     from meow.runners import OffPolicyRunner
 
     untimed = args.warmup + args.burnin
-    # Pinned to the comparable setup; the architecture stays the config's (the paper's).
-    overrides = [
-        f"torch_threads={args.threads}",
-        *("env.num_envs=1", "env.eval_envs=0", "buffer.capacity=1000000", "runner.progress=false"),
-        *(
-            "algo.batch_size=256",
-            "algo.updates_per_step=1",
-            f"algo.capture={'compile' if compile else 'none'}",
-        ),
-        f"runner.warmup_steps={args.warmup}",
-        f"runner.total_steps={untimed}",
-        *args.overrides,
-    ]
-    cfg = load_config(args.task, overrides)
+    capture = "compile" if compile else "none"
+    cfg = load_config(args.task, meow_overrides(args, capture, args.warmup, untimed))
     env = make_env(cfg.env.kind, cfg.env.id, cfg.env.num_envs, cfg.device, cfg.env.kwargs)
     runner = OffPolicyRunner(cfg, env, eval_env=None, log_dir=None)
 
@@ -159,6 +167,101 @@ def time_sb3(args: argparse.Namespace) -> dict[str, float]:
         )
     finally:
         env.close()
+
+
+def _meow_learner(args: argparse.Namespace):
+    """MEow's runner after the warm-up and one update, and its env (eager, the timed setup)."""
+    from meow.config import load_config
+    from meow.envs import make_env
+    from meow.runners import OffPolicyRunner
+
+    start = max(args.warmup, 256)
+    cfg = load_config(args.task, meow_overrides(args, "none", start, start + 1))
+    env = make_env(cfg.env.kind, cfg.env.id, cfg.env.num_envs, cfg.device, cfg.env.kwargs)
+    runner = OffPolicyRunner(cfg, env, eval_env=None, log_dir=None)
+    runner.learn()
+    return runner, env
+
+
+def count_flops(args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """Matrix-product FLOPs of one learning step of each contender: an update and an action."""
+    from stable_baselines3 import SAC
+    from stable_baselines3.common.env_util import make_vec_env
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from meow.config import load_config
+
+    def flops(fn: Callable[[], object]) -> int:
+        with FlopCounterMode(display=False) as counter:
+            fn()
+        return counter.get_total_flops()
+
+    runner, env = _meow_learner(args)
+    try:
+        obs = runner.buffer.sample(1).obs
+        meow = {
+            "update": flops(lambda: runner.alg.update_from(runner.buffer, 256)),
+            "act": flops(lambda: runner.alg.act(obs)),
+        }
+    finally:
+        env.close()
+    cfg = load_config(args.task)
+    vec = make_vec_env(cfg.env.id, n_envs=1, seed=cfg.seed, env_kwargs=dict(cfg.env.kwargs))
+    model = SAC("MlpPolicy", vec, learning_starts=256, batch_size=256, seed=cfg.seed, device=cfg.device)
+    try:
+        model.learn(257)
+        first = vec.reset()
+        sac = {
+            "update": flops(lambda: model.train(gradient_steps=1, batch_size=256)),
+            "act": flops(lambda: model.predict(first, deterministic=False)),
+        }
+    finally:
+        vec.close()
+    return {MEOW: meow, SB3: sac}
+
+
+def gemm_gflops(repeats: int = 400) -> float:
+    """This core's single-precision rate on a 256x256 by 256x256 matrix product (GFLOP/s, median)."""
+    a, b = torch.randn(256, 256), torch.randn(256, 256)
+    for _ in range(50):
+        torch.mm(a, b)
+    rates = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            torch.mm(a, b)
+        rates.append(2 * 256**3 * repeats / (time.perf_counter() - t0) / 1e9)
+    return statistics.median(rates)
+
+
+def floors(counts: dict[str, dict[str, float]], gflops: float, results: dict[str, dict]) -> dict:
+    """Each contender's matrix-product floor per step beside its measured time per step."""
+    table = {}
+    for name, res in results.items():
+        count = counts[SB3 if name == SB3 else MEOW]  # compiling changes no FLOP
+        step = count["update"] + count["act"]
+        floor_ms = step / gflops / 1e6
+        measured_ms = 1000.0 / res["median"]
+        table[name] = {
+            "update_flops": count["update"],
+            "act_flops": count["act"],
+            "floor_ms": floor_ms,
+            "measured_ms": measured_ms,
+            "floor_share": floor_ms / measured_ms,
+        }
+    return table
+
+
+def print_floors(gflops: float, table: dict) -> None:
+    print(f"\nmatrix products per learning step at this core's 256^3 rate, {gflops:.1f} GFLOP/s:")
+    print(f"{'contender':<24}{'MFLOP/step':>12}{'floor ms':>10}{'measured ms':>13}{'share':>8}")
+    for name, row in table.items():
+        mflop = (row["update_flops"] + row["act_flops"]) / 1e6
+        print(
+            f"{name:<24}{mflop:>12.1f}{row['floor_ms']:>10.2f}{row['measured_ms']:>13.2f}"
+            f"{row['floor_share']:>8.0%}"
+        )
+    print("(floor = the step's matrix-product FLOPs at that rate; share = floor / measured time)")
 
 
 def summarize(runs: dict[str, list[dict[str, float]]]) -> dict[str, dict]:
@@ -249,9 +352,15 @@ def main(argv: list[str] | None = None) -> int:
     info["loadavg_end"] = os.getloadavg()[0]
     results = summarize(runs)
     print_table(info, results)
+    extra = {}
+    if args.flops:
+        torch.set_num_threads(args.threads)
+        gflops = gemm_gflops()
+        extra = {"gemm_gflops": gflops, "floors": floors(count_flops(args), gflops, results)}
+        print_floors(gflops, extra["floors"])
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({**info, "results": results}, indent=2) + "\n")
+        args.out.write_text(json.dumps({**info, "results": results, **extra}, indent=2) + "\n")
         print(f"[bench] wrote {args.out}")
     return 0
 

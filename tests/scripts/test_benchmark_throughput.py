@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import math
 import sys
@@ -45,6 +46,43 @@ def test_tiny_run_reports_both_contenders_and_their_ratio(bench, tmp_path, capsy
     assert res[bench.SB3]["ratio_vs_sb3"] == 1.0
     printed = capsys.readouterr().out
     assert bench.MEOW in printed and bench.SB3 in printed and f"{ratio:.2f}x" in printed
+
+
+def shift_heads_flops(batch: int, obs_dim: int, hidden: list[int], heads: int) -> int:
+    """FLOPs of the reward-shifting heads in one update: online forward and backward, target forward."""
+    sizes = [obs_dim, *hidden, 1]
+    layers = list(itertools.pairwise(sizes))
+    forward = sum(2 * batch * i * o for i, o in layers)
+    # backward: every weight's gradient; the inputs' gradient for all but the first layer (obs)
+    backward = forward + sum(2 * batch * i * o for i, o in layers[1:])
+    return heads * (2 * forward + backward)
+
+
+def test_flops_give_each_contender_a_floor_below_its_measured_time(bench, tmp_path, capsys):
+    pytest.importorskip("stable_baselines3")
+    pytest.importorskip("mujoco")
+    from meow.config import load_config
+
+    out = tmp_path / "bench.json"
+    argv = ["--task", "Hopper-v5", "--steps", "20", "--warmup", "256", "--burnin", "0", "--flops"]
+    assert bench.main([*argv, "--threads", "1", "--out", str(out), "algo.q_dropout=shared"]) == 0
+    data = json.loads(out.read_text())
+    rate, table = data["gemm_gflops"], data["floors"]
+    assert set(table) == {bench.MEOW, bench.SB3} and 0.1 < rate < 10_000
+    algo = load_config("Hopper-v5").algo
+    heads = shift_heads_flops(256, 11, list(algo.shift_hidden), algo.num_shift_heads)
+    meow, sac = table[bench.MEOW], table[bench.SB3]
+    # MEow's update: the shift heads' products plus the flow's smaller ones (64-wide couplings)
+    assert heads < meow["update_flops"] < 1.4 * heads
+    # SAC's update runs three 256-wide MLP passes with backward; MEow's fewer products than that
+    assert meow["update_flops"] < sac["update_flops"]
+    for row in (meow, sac):
+        assert 0 < row["act_flops"] < row["update_flops"] / 100  # one observation against 256
+        step = row["update_flops"] + row["act_flops"]
+        assert row["floor_ms"] == pytest.approx(step / rate / 1e6, rel=1e-9)
+        assert 0 < row["floor_share"] < 1  # the products alone cannot outrun the whole step
+    printed = capsys.readouterr().out
+    assert f"{rate:.1f} GFLOP/s" in printed and "floor ms" in printed
 
 
 def test_missing_sb3_is_one_line_error(bench, monkeypatch, capsys):
