@@ -46,6 +46,10 @@ METHODS = ("meow", "sac")
 EVAL_TAGS = ("eval/return_mean", "eval/stochastic_return_mean")
 """Evaluation returns, deterministic and sampled policy, as MEow and SAC log them."""
 
+CALIBRATION_TAGS = ("eval/value_v0", "eval/soft_return", "eval/value_error")
+"""MEow's value calibration at its sampled-action evaluations (docs/ALGORITHM.md section 9): the
+flow's ``V(s0)``, the soft return the episodes earned, and their difference."""
+
 DONE, PID, LOG, EXIT = "done.json", "run.pid", "train.log", "last_exit.json"
 """Files the scheduler keeps in a run directory: the finished marker, the pid of the running
 process, the run's console log, the exit status of its latest attempt."""
@@ -557,7 +561,8 @@ def _fmt_step(step: int) -> str:
 
 
 def report(grid: Grid, out: Path, steps: list[int]) -> int:
-    """PNGs per task and evaluation tag, ``curves.csv`` and ``returns.md`` under ``out``."""
+    """PNGs per task and evaluation tag, a value-calibration PNG per task (the methods that log
+    it), ``curves.csv`` and ``returns.md`` under ``out``."""
     import csv
 
     import numpy as np
@@ -608,6 +613,20 @@ def report(grid: Grid, out: Path, steps: list[int]) -> int:
             if groups:
                 png = out / f"{task}_{tag.replace('/', '_')}.png"
                 plot(groups, png, title=f"{task}: {tag} ({grid.name})")
+        # value calibration: V(s0) beside the soft return earned, for the methods that log both
+        groups = {}
+        for method in grid.methods:
+            keys = [
+                (task, method, seed)
+                for seed in grid.seeds
+                if all(t in data.get((task, method, seed), {}) for t in CALIBRATION_TAGS[:2])
+            ]
+            if keys:
+                groups[f"{method}: V(s0)"] = [data[k]["eval/value_v0"] for k in keys]
+                groups[f"{method}: soft return earned"] = [data[k]["eval/soft_return"] for k in keys]
+        if groups:
+            title = f"{task}: value calibration, V(s0) against the soft return earned ({grid.name})"
+            plot(groups, out / f"{task}_value_calibration.png", title=title)
 
     lines = [
         f"# {grid.name}: returns at given env steps",
@@ -619,15 +638,29 @@ def report(grid: Grid, out: Path, steps: list[int]) -> int:
         "Cells: mean ± standard deviation (n-1) over the seeds that reached the step, the seeds listed; "
         "a seed short of a step is named with the step it reached and left out (never extrapolated).",
     ]
-    for tag in tags:
-        kind = "deterministic policy" if tag == "eval/return_mean" else "sampled policy"
-        lines += ["", f"## `{tag}` ({kind})", ""]
+    calibration = "eval/value_error"
+    for tag in [*tags, calibration]:
+        if tag == calibration:
+            if not any(tag in c for c in data.values()):
+                continue
+            lines += ["", f"## `{tag}` (value calibration: V(s0) less the soft return earned)", ""]
+            lines.append(
+                "Positive: the critic overestimates the soft return of its own sampling policy. "
+                "Methods that do not log it are left out."
+            )
+            lines.append("")
+        else:
+            kind = "deterministic policy" if tag == "eval/return_mean" else "sampled policy"
+            lines += ["", f"## `{tag}` ({kind})", ""]
         lines.append("| task | method | " + " | ".join(_fmt_step(s) for s in steps) + " |")
         lines.append("|---|---|" + "---|" * len(steps))
         for task in grid.tasks:
             for method in grid.methods:
                 logged = [seed for seed in grid.seeds if (task, method, seed) in data]
-                if logged and not any(tag in data[(task, method, s)] for s in logged):
+                has_tag = any(tag in data[(task, method, s)] for s in logged)
+                if tag == calibration and not has_tag:
+                    continue  # e.g. SAC, whose critic is not the policy's exact soft value
+                if logged and not has_tag:
                     lines.append(f"| {task} | {method} | " + " | ".join(["not logged"] * len(steps)) + " |")
                     continue
                 cells = []

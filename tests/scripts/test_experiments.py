@@ -106,9 +106,16 @@ def test_report_writes_the_csv_table_and_a_png_per_task_and_tag(smoke):
     row = next(line for line in table.splitlines() if line.startswith("| InvertedPendulum-v5 | sac |"))
     assert f"{np.mean(at_1k):.1f} ± {np.std(at_1k, ddof=1):.1f} (seeds 1,2)" in row.split("|")[4]
     assert "## `eval/stochastic_return_mean`" in table
-    for tag in ("eval_return_mean", "eval_stochastic_return_mean"):
+    for tag in ("eval_return_mean", "eval_stochastic_return_mean", "value_calibration"):
         png = out / f"InvertedPendulum-v5_{tag}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # value calibration: MEow's V(s0) less its soft return, from the CSV; SAC logs none
+    section = table.split("## `eval/value_error`")[1]
+    errors = [float(r["value"]) for r in rows if r["tag"] == "eval/value_error" and r["env_step"] == "1000"]
+    assert len(errors) == 2 and not any(r["tag"] == "eval/value_error" and r["method"] == "sac" for r in rows)
+    row = next(line for line in section.splitlines() if line.startswith("| InvertedPendulum-v5 | meow |"))
+    assert f"{np.mean(errors):.1f} ± {np.std(errors, ddof=1):.1f} (seeds 1,2)" in row.split("|")[4]
+    assert "| sac |" not in section
 
 
 def _wait_for(paths: list[Path], seconds: float = 300) -> None:
