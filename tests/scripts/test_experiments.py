@@ -243,3 +243,17 @@ def test_stop_with_nothing_running_says_so(smoke, capsys):
     _, grid, _ = smoke
     assert experiments.main(["stop", str(grid)]) == 0
     assert "nothing of grid 'smoke' is running" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "experiments").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_committed_grid_loads_and_its_meow_runs_resolve_their_config(path):
+    from meow.config import load_config
+
+    grid = experiments.load_grid(str(path))
+    runs = grid.runs()
+    assert len(runs) == len(grid.tasks) * len(grid.methods) * len(grid.seeds) > 0
+    for run in runs:
+        if run.algo == "meow":
+            cfg = load_config(run.task, run.overrides())
+            assert cfg.seed == run.seed and cfg.runner.total_steps == grid.steps
+            assert cfg.torch_threads == 1
