@@ -560,6 +560,38 @@ def _fmt_step(step: int) -> str:
     return f"{step // 1000}k" if step % 1000 == 0 else f"{step:,}"
 
 
+def plot_calibration(panels: dict[str, dict[int, dict]], out: Path, title: str) -> None:
+    """One panel per method: each seed's ``V(s0)`` (solid) and soft return earned (dashed) against
+    env steps, one colour per seed. Seeds are drawn apart, not averaged: a critic that diverges in
+    one seed would otherwise hide the others. The y axis turns symmetric-logarithmic past 2,000."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(max(7.5, 6 * len(panels)), 4.5), squeeze=False)
+    for ax, (method, seeds) in zip(axes[0], panels.items(), strict=True):
+        largest = 0.0
+        for i, (seed, curves) in enumerate(sorted(seeds.items())):
+            color = f"C{i % 10}"
+            lines = (("eval/value_v0", "-", "V(s0)"), ("eval/soft_return", "--", "soft return"))
+            for tag, style, what in lines:
+                c = curves[tag]
+                ax.plot(c.steps, c.values, style, color=color, label=f"seed {seed}: {what}")
+                largest = max(largest, *(abs(v) for v in c.values))
+        if largest > 2000:
+            ax.set_yscale("symlog", linthresh=500)
+        ax.set(xlabel="env steps", ylabel="soft value", title=method)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    print(f"[experiments] wrote {out}", flush=True)
+
+
 def report(grid: Grid, out: Path, steps: list[int]) -> int:
     """PNGs per task and evaluation tag, a value-calibration PNG per task (the methods that log
     it), ``curves.csv`` and ``returns.md`` under ``out``."""
@@ -614,19 +646,18 @@ def report(grid: Grid, out: Path, steps: list[int]) -> int:
                 png = out / f"{task}_{tag.replace('/', '_')}.png"
                 plot(groups, png, title=f"{task}: {tag} ({grid.name})")
         # value calibration: V(s0) beside the soft return earned, for the methods that log both
-        groups = {}
+        panels = {}
         for method in grid.methods:
-            keys = [
-                (task, method, seed)
+            seeds = {
+                seed: data[(task, method, seed)]
                 for seed in grid.seeds
                 if all(t in data.get((task, method, seed), {}) for t in CALIBRATION_TAGS[:2])
-            ]
-            if keys:
-                groups[f"{method}: V(s0)"] = [data[k]["eval/value_v0"] for k in keys]
-                groups[f"{method}: soft return earned"] = [data[k]["eval/soft_return"] for k in keys]
-        if groups:
-            title = f"{task}: value calibration, V(s0) against the soft return earned ({grid.name})"
-            plot(groups, out / f"{task}_value_calibration.png", title=title)
+            }
+            if seeds:
+                panels[method] = seeds
+        if panels:
+            title = f"{task} ({grid.name}): value calibration, V(s0) and the soft return earned"
+            plot_calibration(panels, out / f"{task}_value_calibration.png", title)
 
     lines = [
         f"# {grid.name}: returns at given env steps",
