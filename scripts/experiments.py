@@ -163,7 +163,7 @@ class Run:
         """The pid of this run's training process when it is alive, else None."""
         info = _read_json(self.dir / PID)
         pid = info.get("pid") if info else None
-        return pid if isinstance(pid, int) and _alive(pid, str(self.dir)) else None
+        return pid if isinstance(pid, int) and _alive(pid, str(self.dir), info.get("start")) else None
 
     def command(self, eval_overrides: list[str]) -> list[str]:
         """scripts/train.py's command line: a new run in the directory, or a resume in place.
@@ -331,14 +331,29 @@ def _write_json(path: Path, data: dict) -> None:
     atomic_write(path, lambda f: f.write(json.dumps(data, indent=1).encode()))
 
 
-def _alive(pid: int, marker: str) -> bool:
-    """Whether ``pid`` runs and its command line holds ``marker`` (a reused pid is someone else)."""
+def _start_time(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, from ``/proc``), or None without it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # the fields after the command name, which is in parentheses and may hold anything
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def _alive(pid: int, marker: str, start: str | None = None) -> bool:
+    """Whether ``pid`` is still the process that was recorded: same start time where ``start``
+    was recorded and ``/proc`` tells it, else a command line that holds ``marker`` (a reused pid
+    is someone else, even a process whose command line happens to name this script)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
+    if start is not None and (now := _start_time(pid)) is not None:
+        return now == start
     cmdline = Path(f"/proc/{pid}/cmdline")
     if not cmdline.exists():
         return True  # no /proc (macOS): the pid alone
@@ -352,7 +367,7 @@ def scheduler_pid(grid: Grid) -> int | None:
     """The pid of the grid's scheduler when it is alive, else None."""
     info = _read_json(grid.root / "scheduler.pid")
     pid = info.get("pid") if info else None
-    return pid if isinstance(pid, int) and _alive(pid, "experiments.py") else None
+    return pid if isinstance(pid, int) and _alive(pid, "experiments.py", info.get("start")) else None
 
 
 def _now() -> str:
@@ -402,7 +417,7 @@ class Scheduler:
                 cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT, env=env,
                 start_new_session=True,  # a Ctrl-C at the terminal reaches the scheduler, which stops runs
             )  # fmt: skip
-        _write_json(run.dir / PID, {"pid": proc.pid, "started": _now()})
+        _write_json(run.dir / PID, {"pid": proc.pid, "started": _now(), "start": _start_time(proc.pid)})
         self.running[run.label] = (run, proc, time.monotonic())
         step = run.checkpoint_steps()[-1] if resume else 0
         self.say(f"{'resumed' if resume else 'started'} {run.label} at env step {step:,} (pid {proc.pid})")
@@ -460,7 +475,8 @@ class Scheduler:
 def schedule(grid: Grid, jobs: int, verbose: bool) -> int:
     """The scheduler's process: holds ``scheduler.pid`` while it runs."""
     pid_file = grid.root / "scheduler.pid"
-    _write_json(pid_file, {"pid": os.getpid(), "jobs": jobs, "started": _now()})
+    me = os.getpid()
+    _write_json(pid_file, {"pid": me, "jobs": jobs, "started": _now(), "start": _start_time(me)})
     handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         return Scheduler(grid, jobs, verbose).loop()

@@ -257,3 +257,20 @@ def test_every_committed_grid_loads_and_its_meow_runs_resolve_their_config(path)
             cfg = load_config(run.task, run.overrides())
             assert cfg.seed == run.seed and cfg.runner.total_steps == grid.steps
             assert cfg.torch_threads == 1
+
+
+def test_a_pid_file_naming_a_process_started_at_another_time_is_stale(tmp_path):
+    """A pid reused by another process (here: this test's own) is not taken for the grid's
+    scheduler or a run, even where its command line names experiments.py: `stop` must never
+    signal it."""
+    grid = experiments.load_grid(str(_grid(tmp_path)))
+    run = grid.runs()[0]
+    run.dir.mkdir(parents=True)
+    me, start = os.getpid(), experiments._start_time(os.getpid())
+    assert start is not None  # Linux: /proc tells it
+    for path in (grid.root / "scheduler.pid", run.dir / "run.pid"):
+        path.write_text(json.dumps({"pid": me, "start": str(int(start) + 1)}))
+    assert experiments.scheduler_pid(grid) is None and run.pid() is None
+    for path in (grid.root / "scheduler.pid", run.dir / "run.pid"):
+        path.write_text(json.dumps({"pid": me, "start": start}))
+    assert experiments.scheduler_pid(grid) == me and run.pid() == me
