@@ -186,7 +186,7 @@ CASES = [
     ("probe_critic", [], "the following arguments are required: CHECKPOINT"),
     ("probe_critic", ["nowhere"], "checkpoint nowhere does not exist"),
     ("probe_critic", ["{file}"], "cannot read checkpoint"),
-    ("probe_critic", ["{ckpt}", "--samples", "0"], "argument --samples: 0 is invalid; valid: an integer >= 1"),
+    ("probe_critic", ["{ckpt}", "--samples", "0"], "argument --samples: 0 is invalid; valid: an integer"),
     ("probe_critic", ["{ckpt}", "--seed", "x"], "argument --seed: 'x' is not an integer"),
     # ---- play.py
     ("play", [], "the following arguments are required: checkpoint"),
