@@ -116,17 +116,46 @@ def meow_overrides(args: argparse.Namespace, capture: str, warmup: int, total: i
     ]
 
 
-def time_meow(args: argparse.Namespace, compile: bool) -> dict[str, float]:
-    """One measurement of our OffPolicyRunner: env-steps/s, updates per step, untimed seconds."""
+def meow_runner(args: argparse.Namespace, capture: str, warmup: int, total: int):
+    """Our OffPolicyRunner in the comparable setup, and its env (the caller closes it)."""
     from meow.config import load_config
     from meow.envs import make_env
     from meow.runners import OffPolicyRunner
 
-    untimed = args.warmup + args.burnin
-    capture = "compile" if compile else "none"
-    cfg = load_config(args.task, meow_overrides(args, capture, args.warmup, untimed))
+    cfg = load_config(args.task, meow_overrides(args, capture, warmup, total))
     env = make_env(cfg.env.kind, cfg.env.id, cfg.env.num_envs, cfg.device, cfg.env.kwargs)
-    runner = OffPolicyRunner(cfg, env, eval_env=None, log_dir=None)
+    return OffPolicyRunner(cfg, env, eval_env=None, log_dir=None), env
+
+
+def sb3_sac(args: argparse.Namespace, learning_starts: int):
+    """SB3's SAC in the comparable setup on the same env id, kwargs, seed and device as ours, and
+    its vectorized env (the caller closes it)."""
+    from stable_baselines3 import SAC
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from meow.config import load_config
+
+    cfg = load_config(args.task)
+    env = make_vec_env(cfg.env.id, n_envs=1, seed=cfg.seed, env_kwargs=dict(cfg.env.kwargs))
+    model = SAC(
+        "MlpPolicy",
+        env,
+        buffer_size=1_000_000,
+        learning_starts=learning_starts,
+        batch_size=256,
+        train_freq=1,
+        gradient_steps=1,
+        seed=cfg.seed,
+        device=cfg.device,
+    )
+    return model, env
+
+
+def time_meow(args: argparse.Namespace, compile: bool) -> dict[str, float]:
+    """One measurement of our OffPolicyRunner: env-steps/s, updates per step, untimed seconds."""
+    untimed = args.warmup + args.burnin
+    runner, env = meow_runner(args, "compile" if compile else "none", args.warmup, untimed)
+    cfg = runner.cfg
 
     def timed() -> None:
         cfg.runner.total_steps = untimed + args.steps
@@ -140,24 +169,7 @@ def time_meow(args: argparse.Namespace, compile: bool) -> dict[str, float]:
 
 def time_sb3(args: argparse.Namespace) -> dict[str, float]:
     """One measurement of Stable-Baselines3's SAC in the comparable setup."""
-    from stable_baselines3 import SAC
-    from stable_baselines3.common.env_util import make_vec_env
-
-    from meow.config import load_config
-
-    cfg = load_config(args.task)  # the same env id, kwargs, seed and device as ours
-    env = make_vec_env(cfg.env.id, n_envs=1, seed=cfg.seed, env_kwargs=dict(cfg.env.kwargs))
-    model = SAC(
-        "MlpPolicy",
-        env,
-        buffer_size=1_000_000,
-        learning_starts=args.warmup,
-        batch_size=256,
-        train_freq=1,
-        gradient_steps=1,
-        seed=cfg.seed,
-        device=cfg.device,
-    )
+    model, env = sb3_sac(args, args.warmup)
     try:
         # With reset_num_timesteps=False, SB3 runs total_timesteps more steps than it has taken.
         return measure(
@@ -169,35 +181,19 @@ def time_sb3(args: argparse.Namespace) -> dict[str, float]:
         env.close()
 
 
-def _meow_learner(args: argparse.Namespace):
-    """MEow's runner after the warm-up and one update, and its env (eager, the timed setup)."""
-    from meow.config import load_config
-    from meow.envs import make_env
-    from meow.runners import OffPolicyRunner
-
-    start = max(args.warmup, 256)
-    cfg = load_config(args.task, meow_overrides(args, "none", start, start + 1))
-    env = make_env(cfg.env.kind, cfg.env.id, cfg.env.num_envs, cfg.device, cfg.env.kwargs)
-    runner = OffPolicyRunner(cfg, env, eval_env=None, log_dir=None)
-    runner.learn()
-    return runner, env
-
-
 def count_flops(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     """Matrix-product FLOPs of one learning step of each contender: an update and an action."""
-    from stable_baselines3 import SAC
-    from stable_baselines3.common.env_util import make_vec_env
     from torch.utils.flop_counter import FlopCounterMode
-
-    from meow.config import load_config
 
     def flops(fn: Callable[[], object]) -> int:
         with FlopCounterMode(display=False) as counter:
             fn()
         return counter.get_total_flops()
 
-    runner, env = _meow_learner(args)
+    start = max(args.warmup, 256)  # a batch stored, then one update: eager, the timed setup
+    runner, env = meow_runner(args, "none", start, start + 1)
     try:
+        runner.learn()
         obs = runner.buffer.sample(1).obs
         meow = {
             "update": flops(lambda: runner.alg.update_from(runner.buffer, 256)),
@@ -205,9 +201,7 @@ def count_flops(args: argparse.Namespace) -> dict[str, dict[str, float]]:
         }
     finally:
         env.close()
-    cfg = load_config(args.task)
-    vec = make_vec_env(cfg.env.id, n_envs=1, seed=cfg.seed, env_kwargs=dict(cfg.env.kwargs))
-    model = SAC("MlpPolicy", vec, learning_starts=256, batch_size=256, seed=cfg.seed, device=cfg.device)
+    model, vec = sb3_sac(args, 256)
     try:
         model.learn(257)
         first = vec.reset()

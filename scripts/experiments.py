@@ -46,7 +46,7 @@ METHODS = ("meow", "sac")
 EVAL_TAGS = ("eval/return_mean", "eval/stochastic_return_mean")
 """Evaluation returns, deterministic and sampled policy, as MEow and SAC log them."""
 
-CALIBRATION_TAGS = ("eval/value_v0", "eval/soft_return", "eval/value_error")
+VALUE_V0, SOFT_RETURN, VALUE_ERROR = "eval/value_v0", "eval/soft_return", "eval/value_error"
 """MEow's value calibration at its sampled-action evaluations (docs/ALGORITHM.md section 9): the
 flow's ``V(s0)``, the soft return the episodes earned, and their difference."""
 
@@ -590,8 +590,7 @@ def plot_calibration(panels: dict[str, dict[int, dict]], out: Path, title: str) 
         largest = 0.0
         for i, (seed, curves) in enumerate(sorted(seeds.items())):
             color = f"C{i % 10}"
-            lines = (("eval/value_v0", "-", "V(s0)"), ("eval/soft_return", "--", "soft return"))
-            for tag, style, what in lines:
+            for tag, style, what in ((VALUE_V0, "-", "V(s0)"), (SOFT_RETURN, "--", "soft return")):
                 c = curves[tag]
                 ax.plot(c.steps, c.values, style, color=color, label=f"seed {seed}: {what}")
                 largest = max(largest, *(abs(v) for v in c.values))
@@ -667,7 +666,7 @@ def report(grid: Grid, out: Path, steps: list[int]) -> int:
             seeds = {
                 seed: data[(task, method, seed)]
                 for seed in grid.seeds
-                if all(t in data.get((task, method, seed), {}) for t in CALIBRATION_TAGS[:2])
+                if all(t in data.get((task, method, seed), {}) for t in (VALUE_V0, SOFT_RETURN))
             }
             if seeds:
                 panels[method] = seeds
@@ -685,27 +684,27 @@ def report(grid: Grid, out: Path, steps: list[int]) -> int:
         "Cells: mean ± standard deviation (n-1) over the seeds that reached the step, the seeds listed; "
         "a seed short of a step is named with the step it reached and left out (never extrapolated).",
     ]
-    calibration = "eval/value_error"
-    for tag in [*tags, calibration]:
-        if tag == calibration:
-            if not any(tag in c for c in data.values()):
-                continue
-            lines += ["", f"## `{tag}` (value calibration: V(s0) less the soft return earned)", ""]
-            lines.append(
-                "Positive: the critic overestimates the soft return of its own sampling policy. "
-                "Methods that do not log it are left out."
-            )
-            lines.append("")
-        else:
-            kind = "deterministic policy" if tag == "eval/return_mean" else "sampled policy"
-            lines += ["", f"## `{tag}` ({kind})", ""]
+    # (tag, heading, lines under it, whether methods that do not log the tag are left out)
+    sections = [
+        (tag, f"{'deterministic' if tag == 'eval/return_mean' else 'sampled'} policy", [], False)
+        for tag in tags
+    ]
+    if any(VALUE_ERROR in c for c in data.values()):
+        heading = "value calibration: V(s0) less the soft return earned"
+        intro = (
+            "Positive: the critic overestimates the soft return of its own sampling policy. "
+            "Methods that do not log it are left out."
+        )
+        sections.append((VALUE_ERROR, heading, [intro, ""], True))
+    for tag, heading, intro, only_logging in sections:
+        lines += ["", f"## `{tag}` ({heading})", "", *intro]
         lines.append("| task | method | " + " | ".join(_fmt_step(s) for s in steps) + " |")
         lines.append("|---|---|" + "---|" * len(steps))
         for task in grid.tasks:
             for method in grid.methods:
                 logged = [seed for seed in grid.seeds if (task, method, seed) in data]
                 has_tag = any(tag in data[(task, method, s)] for s in logged)
-                if tag == calibration and not has_tag:
+                if only_logging and not has_tag:
                     continue  # e.g. SAC, whose critic is not the policy's exact soft value
                 if logged and not has_tag:
                     lines.append(f"| {task} | {method} | " + " | ".join(["not logged"] * len(steps)) + " |")
