@@ -54,6 +54,9 @@ DONE, PID, LOG, EXIT = "done.json", "run.pid", "train.log", "last_exit.json"
 """Files the scheduler keeps in a run directory: the finished marker, the pid of the running
 process, the run's console log, the exit status of its latest attempt."""
 
+CSV_HEADER = ["task", "method", "seed", "env_step", "tag", "value", "seconds"]
+"""The columns of a report's ``curves.csv``, which a grid's ``archive`` reads back."""
+
 GRID_KEYS = {
     "name": "the grid's name (default: the file's stem); runs go to <out>/<name>/...",
     "out": "root folder of the runs (default logs/experiments), relative to the current folder",
@@ -69,6 +72,8 @@ GRID_KEYS = {
     "overrides": "{method: [key=value, ...]}: config overrides per method, after the grid's",
     "variants": "{name: {method: meow|sac, overrides: [key=value, ...]}}: a method with its own "
     "settings (after the method's overrides), listed in methods by its name",
+    "archive": "a folder of an earlier report (its curves.csv), relative to the repository: a run it "
+    "holds to the grid's steps counts as done, with those curves (default: none)",
 }
 
 
@@ -95,6 +100,16 @@ class Grid:
     overrides: dict[str, list[str]] = field(default_factory=dict)
     variants: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
     """name -> (method, overrides): e.g. an A/B of one method's settings."""
+    archive: Path | None = None
+    """A committed report folder whose ``curves.csv`` holds runs made on other machines."""
+    _archived: dict | None = field(default=None, init=False, repr=False)
+
+    def archived(self) -> dict[tuple[str, str, int], dict]:
+        """The archive's curves: ``(task, method, seed) -> {tag: Curve}``, read once; empty without
+        an archive or before its first report."""
+        if self._archived is None:
+            self._archived = read_archive(self.archive / "curves.csv") if self.archive else {}
+        return self._archived
 
     @property
     def root(self) -> Path:
@@ -154,10 +169,27 @@ class Run:
         found = (_CHECKPOINT.search(p.name) for p in self.dir.glob("model_*.pt")) if self.dir.is_dir() else ()
         return sorted(int(m.group(1)) for m in found if m)
 
-    def done(self) -> bool:
-        """Whether the run completed the grid's steps (its marker says so)."""
+    def finished_here(self) -> bool:
+        """Whether the run completed the grid's steps in its directory (its marker says so)."""
         marker = _read_json(self.dir / DONE)
         return marker is not None and marker.get("steps", -1) >= self.grid.steps
+
+    def done(self) -> bool:
+        """Whether the run completed the grid's steps, here or in the archive."""
+        return self.finished_here() or self.archived_done()
+
+    def archived_curves(self) -> dict:
+        """This run's curves in the grid's archive (``{}`` when it holds none)."""
+        return self.grid.archived().get((self.task, self.method, self.seed), {})
+
+    def archived_step(self) -> int:
+        """The last env step the archive holds of this run (0: none)."""
+        return int(max((c.steps[-1] for c in self.archived_curves().values()), default=0))
+
+    def archived_done(self) -> bool:
+        """Whether the archive holds this run to the grid's steps (a run logs its last scalars, and
+        its last evaluation, at the step it ends on)."""
+        return self.archived_step() >= self.grid.steps
 
     def pid(self) -> int | None:
         """The pid of this run's training process when it is alive, else None."""
@@ -174,6 +206,41 @@ class Run:
         if self.checkpoint_steps():
             return [*train, "--resume", str(self.dir), "--run_dir", str(self.dir), *overrides]
         return [*train, "--task", self.task, "--algo", self.algo, "--run_dir", str(self.dir), *overrides]
+
+
+def read_archive(path: Path) -> dict[tuple[str, str, int], dict]:
+    """A report's ``curves.csv`` as ``(task, method, seed) -> {tag: Curve}`` (``{}`` if absent).
+
+    Raises:
+        GridError: the file exists but is not a report's CSV.
+    """
+    import csv
+
+    from compare import Curve
+
+    if not path.is_file():
+        return {}
+    rows: dict[tuple[str, str, int], dict[str, tuple[list, list, list]]] = {}
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        if next(reader, None) != CSV_HEADER:
+            raise GridError(
+                f"archive {path} is not a report's curves.csv; valid: its header is {','.join(CSV_HEADER)}"
+            )
+        for line, row in enumerate(reader, start=2):
+            try:
+                task, method, seed, step, tag, value, seconds = row
+                key, point = (task, method, int(seed)), (float(step), float(value), float(seconds))
+            except ValueError:
+                raise GridError(
+                    f"archive {path}, line {line}: {','.join(row)!r} is not a curve point"
+                ) from None
+            steps, values, secs = rows.setdefault(key, {}).setdefault(tag, ([], [], []))
+            for target, x in zip((steps, values, secs), point, strict=True):
+                target.append(x)
+    return {
+        key: {tag: Curve(path, tag, *columns) for tag, columns in tags.items()} for key, tags in rows.items()
+    }
 
 
 # ------------------------------------------------------------------------------------ the grid file
@@ -274,6 +341,9 @@ def load_grid(path: str) -> Grid:
     out = data.get("out", "logs/experiments")
     if not isinstance(out, str) or not out:
         raise GridError(f"out: {out!r} in {path} is invalid; valid: a folder")
+    archive = data.get("archive")
+    if archive is not None and (not isinstance(archive, str) or not archive):
+        raise GridError(f"archive: {archive!r} in {path} is invalid; valid: {GRID_KEYS['archive']}")
     grid = Grid(
         path=file,
         name=name,
@@ -289,7 +359,15 @@ def load_grid(path: str) -> Grid:
         report_steps=report_steps,
         overrides={m: list(v) for m, v in overrides.items()},
         variants=variants,
+        archive=(ROOT / archive).resolve() if archive else None,
     )
+    if grid.archive is not None:
+        if not grid.archive.is_dir():
+            raise GridError(
+                f"archive: {archive} in {path} does not exist; valid: a folder `report` wrote, "
+                "relative to the repository (or no archive key)"
+            )
+        grid.archived()  # read now: a broken archive is an error before anything starts
     # Every run's settings go through the same checks as train.py's, before anything is started.
     for task in tasks:
         for method in methods:
@@ -510,8 +588,13 @@ def run_state(run: Run) -> RunState:
     sps = curves.get("charts/SPS")
     last_eval = evals.values[-1] if evals else None
     saved = (run.checkpoint_steps() or [0])[-1]
-    if run.done():
+    if run.finished_here():
         state, step = "done", max(saved, logged)
+    elif run.archived_done():
+        archived = run.archived_curves()
+        state, step = "done (archived)", run.archived_step()
+        evals, sps = archived.get("eval/return_mean"), None
+        last_eval = evals.values[-1] if evals else None
     elif run.pid() is not None:
         state, step = "running", logged
     elif saved:
@@ -521,7 +604,10 @@ def run_state(run: Run) -> RunState:
         step = saved
     else:
         exit_ = _read_json(run.dir / EXIT)
+        archived = run.archived_step()
         state = "failed (see train.log)" if _failed(exit_) else "not started"
+        if archived and state == "not started":  # no checkpoint of it here: it starts again
+            state = f"not started here (archive has {archived:,} steps)"
         step = 0
     return RunState(run, state, step, last_eval, sps.values[-1] if sps else None)
 
@@ -556,7 +642,7 @@ def status_lines(grid: Grid, only_running: bool = False) -> list[str]:
         return lines
     counts: dict[str, int] = {}
     for s in states:
-        key = "failed" if s.state.startswith("failed") else s.state.split(" at ")[0]
+        key = next((k for k in ("failed", "not started") if s.state.startswith(k)), s.state.split(" at ")[0])
         counts[key] = counts.get(key, 0) + 1
     done_steps = sum(min(s.step, grid.steps) for s in states)
     all_steps = grid.steps * len(states)
@@ -615,25 +701,36 @@ def report(grid: Grid, out: Path, steps: list[int]) -> int:
     import numpy as np
     from compare import Curve, plot, read_run
 
+    def last(curves: dict[str, Curve]) -> int:
+        return int(max((c.steps[-1] for c in curves.values()), default=0))
+
+    # Each run's curves from its directory, or from the archive where that holds it further (a
+    # run finished on another machine); read in full before anything is written, as ``out`` may
+    # be the archive itself.
     data: dict[tuple[str, str, int], dict[str, Curve]] = {}
+    finished: set[tuple[str, str, int]] = set()
     for run in grid.runs():
-        if run.dir.is_dir():
-            curves = read_run(run.dir)
-            if curves:
-                data[(run.task, run.method, run.seed)] = curves
+        key = (run.task, run.method, run.seed)
+        local = read_run(run.dir) if run.dir.is_dir() else {}
+        archived = run.archived_curves()
+        here = run.finished_here() or (local and last(local) >= last(archived))
+        curves = local if here else archived
+        if curves:
+            data[key] = curves
+        if run.done():
+            finished.add(key)
     tags = [t for t in EVAL_TAGS if any(t in c for c in data.values())]
     if not tags:
         raise GridError(
             f"no run of grid '{grid.name}' has logged an evaluation yet under {grid.root}; run it first"
         )
-    states = {(s.run.task, s.run.method, s.run.seed): s for s in map(run_state, grid.runs())}
     out.mkdir(parents=True, exist_ok=True)
     print(f"[experiments] report of {len(data)} run(s) into {out}", flush=True)
 
     rows = 0
     with open(out / "curves.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["task", "method", "seed", "env_step", "tag", "value", "seconds"])
+        writer.writerow(CSV_HEADER)
         for (task, method, seed), curves in sorted(data.items()):
             for tag in sorted(curves):
                 c = curves[tag]
@@ -643,8 +740,7 @@ def report(grid: Grid, out: Path, steps: list[int]) -> int:
     print(f"[experiments] wrote {out / 'curves.csv'} ({rows:,} rows)", flush=True)
 
     def partial_note(key) -> str:
-        s = states[key]
-        return "" if s.state == "done" else f", partial at {s.step:,}"
+        return "" if key in finished else f", partial at {last(data[key]):,}"
 
     for task in grid.tasks:
         for tag in tags:
@@ -796,8 +892,11 @@ def cmd_run(grid: Grid, jobs: int, wait: bool) -> int:
     runs = grid.runs()
     done = [r for r in runs if r.done()]
     resume = [r for r in runs if not r.done() and r.checkpoint_steps()]
+    archived = sum(not r.finished_here() for r in done)
     print(
-        f"[experiments] grid '{grid.name}': {len(runs)} runs ({len(done)} done, {len(resume)} to resume, "
+        f"[experiments] grid '{grid.name}': {len(runs)} runs ({len(done)} done"
+        + (f", {archived} of them in the archive" if archived else "")
+        + f", {len(resume)} to resume, "
         f"{len(runs) - len(done) - len(resume)} to start), {jobs} at a time, in {grid.root}"
     )
     if not eval_overrides(grid) and "meow" in grid.methods:

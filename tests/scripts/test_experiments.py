@@ -118,6 +118,76 @@ def test_report_writes_the_csv_table_and_a_png_per_task_and_tag(smoke):
     assert "| sac |" not in section
 
 
+def _table_rows(path: Path) -> list[str]:
+    return [line for line in path.read_text().splitlines() if line.startswith("| InvertedPendulum")]
+
+
+def test_a_report_as_archive_stands_for_runs_made_on_another_machine(smoke, tmp_path, capsys):
+    """The smoke grid's report is the archive of the same grid on a machine that has none of its
+    run directories: every run counts as done, `run` starts nothing, and the report read back from
+    the archive (written over it) gives the same CSV and table."""
+    _, grid, _ = smoke
+    archive = tmp_path / "archive"
+    assert experiments.main(["report", str(grid), "--out", str(archive), "--steps", "500,1000"]) == 0
+    original_csv, original_rows = (archive / "curves.csv").read_text(), _table_rows(archive / "returns.md")
+    moved = _grid(tmp_path, name="moved", archive=str(archive))
+    capsys.readouterr()
+    assert experiments.main(["status", str(moved)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert all("done (archived)" in line for line in lines[:4])
+    assert lines[-1].startswith("total: 4 runs: 4 done (archived); 4,000 of 4,000 env steps (100%)")
+    assert experiments.main(["run", str(moved), "--wait"]) == 0
+    assert "4 runs (4 done, 4 of them in the archive, 0 to resume, 0 to start)" in capsys.readouterr().out
+    assert not (tmp_path / "runs" / "moved").exists()
+    assert experiments.main(["report", str(moved), "--out", str(archive), "--steps", "500,1000"]) == 0
+    assert (archive / "curves.csv").read_text() == original_csv
+    assert _table_rows(archive / "returns.md") == original_rows
+
+    # An archive holding a run only to 500 of its 1000 steps: that run starts again (its checkpoint
+    # stayed elsewhere), the report shows it as partial, the others stay done.
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    kept = [
+        line
+        for line in original_csv.splitlines()
+        if not (line.startswith("InvertedPendulum-v5,meow,2,") and int(line.split(",")[3]) > 500)
+    ]
+    (partial / "curves.csv").write_text("\n".join(kept) + "\n")
+    half = experiments.load_grid(str(_grid(tmp_path, name="half", archive=str(partial))))
+    assert [r.label for r in experiments.Scheduler(half, 1, False).pending] == [
+        "InvertedPendulum-v5/meow/seed2"
+    ]
+    assert experiments.main(["status", str(half.path)]) == 0
+    status = capsys.readouterr().out
+    assert "InvertedPendulum-v5/meow/seed2  not started here (archive has 500 steps)" in status
+    assert "3 done (archived), 1 not started" in status
+    assert experiments.main(["report", str(half.path), "--out", str(partial), "--steps", "500,1000"]) == 0
+    meow_row = next(
+        r for r in _table_rows(partial / "returns.md") if r.startswith("| InvertedPendulum-v5 | meow |")
+    )
+    assert "(seeds 1); partial: seed 2 at 500" in meow_row.split("|")[4]
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "does not exist; valid: a folder `report` wrote"),
+        ("step,value\n1,2\n", "is not a report's curves.csv; valid: its header is task,method,seed"),
+        ("task,method,seed,env_step,tag,value,seconds\nHopper-v5,meow,one,1000,t,1,0\n", "line 2:"),
+    ],
+    ids=["missing", "header", "row"],
+)
+def test_a_bad_archive_is_a_one_line_error(tmp_path, capsys, content, expected):
+    archive = tmp_path / "archive"
+    if content is not None:
+        archive.mkdir()
+        (archive / "curves.csv").write_text(content)
+    path = _grid(tmp_path, archive=str(archive))
+    assert experiments.main(["status", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and expected in err
+
+
 def _wait_for(paths: list[Path], seconds: float = 300) -> None:
     deadline = time.monotonic() + seconds
     while not all(p.exists() for p in paths):
