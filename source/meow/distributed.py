@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import gc
 import os
 import signal
 import socket
@@ -326,8 +327,14 @@ class DistContext:
             self._run(what, dist.all_reduce, t)
 
     def close(self) -> None:
-        """Leaves the process group (skipped after a failure, where a goodbye could hang)."""
+        """Leaves the process group (skipped after a failure, where a goodbye could hang).
+
+        Registered with ``atexit``, so it runs before the interpreter shuts down. Garbage is
+        collected first: a collective's work object that is still alive, even unreachable, keeps
+        gloo's transport and its thread running after the group is destroyed, into the
+        interpreter's shutdown (tests/distributed/grad_sync_worker.py checks that none is left)."""
         if dist.is_initialized() and self.healthy:
+            gc.collect()
             with contextlib.suppress(RuntimeError, ValueError):
                 dist.destroy_process_group()
 
@@ -447,7 +454,8 @@ class OverlappedGradReduce:
             self._launch(self._next)
         if self._error is not None:
             raise self.ctx._fail("the gradient all-reduce", self._error)
-        for work in self._works:
+        works, self._works = self._works, []  # none outlives its update (see DistContext.close)
+        for work in works:
             self.ctx._run("the gradient all-reduce", work.wait)
         grad.div_(self.ctx.world_size)
 
@@ -486,6 +494,13 @@ def init_from_env(
         rank, world, local, timeout_s=_timeout_from_env(), check_every=check_every, shm=_shm_from_env()
     )
     if not dist.is_initialized():
+        # Imported after the default group exists, torch.distributed._shard (which torch._dynamo,
+        # and so torch.optim and torch.compile, import) keeps a reference to it: the group then
+        # outlives destroy_process_group and its gloo threads run on into the interpreter's
+        # shutdown (torch 2.11; grad_sync_worker.py checks that none is left), the likely cause
+        # of a rank that aborted as it exited ("terminate called without an active exception").
+        import torch._dynamo
+
         use_nccl = torch.cuda.is_available() and dist.is_nccl_available()
         backend = "cpu:gloo,cuda:nccl" if use_nccl else "gloo"
         try:

@@ -7,7 +7,8 @@ Both start from the same weights and see the same rank-dependent batches and ran
 their parameters must stay bitwise equal. Rank 0 saves, into FILE, both learners' flat
 parameters after each update, every rank's flat parameters, the buckets, how many of them
 each backward pass sent before it ended, and whether the whole-gradient sum went through shared
-memory (``MEOW_DIST_SHM``).
+memory (``MEOW_DIST_SHM``). Every rank then leaves the group and exits with an error if a thread
+that joining started is still running.
 """
 
 from __future__ import annotations
@@ -60,8 +61,13 @@ def batch(rank: int, step: int) -> TransitionBatch:
     )
 
 
+def threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
 def main() -> None:
     capture = sys.argv[1]
+    before = threads()
     ctx = init_from_env()
     overlapped, whole = learner(ctx, capture, True), learner(ctx, capture, False)
     history, early = [], []
@@ -84,6 +90,13 @@ def main() -> None:
                 "shared_memory": ctx.uses_shared_memory,
             },
             os.environ["MEOW_TEST_RECORD"],
+        )
+    # Leaving the group ends every thread gloo started, while the interpreter still runs: no
+    # work object of an update may keep gloo's transport alive.
+    ctx.close()
+    if threads() > before:
+        sys.exit(
+            f"rank {ctx.rank}: {threads()} threads after leaving the process group, {before} before joining"
         )
 
 
