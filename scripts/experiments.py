@@ -184,7 +184,7 @@ class Run:
 
     def archived_step(self) -> int:
         """The last env step the archive holds of this run (0: none)."""
-        return int(max((c.steps[-1] for c in self.archived_curves().values()), default=0))
+        return last_step(self.archived_curves())
 
     def archived_done(self) -> bool:
         """Whether the archive holds this run to the grid's steps (a run logs its last scalars, and
@@ -206,6 +206,11 @@ class Run:
         if self.checkpoint_steps():
             return [*train, "--resume", str(self.dir), "--run_dir", str(self.dir), *overrides]
         return [*train, "--task", self.task, "--algo", self.algo, "--run_dir", str(self.dir), *overrides]
+
+
+def last_step(curves: dict) -> int:
+    """The last env step any of a run's curves (``{tag: Curve}``) reached (0: none)."""
+    return int(max((c.steps[-1] for c in curves.values()), default=0))
 
 
 def read_archive(path: Path) -> dict[tuple[str, str, int], dict]:
@@ -235,9 +240,8 @@ def read_archive(path: Path) -> dict[tuple[str, str, int], dict]:
                 raise GridError(
                     f"archive {path}, line {line}: {','.join(row)!r} is not a curve point"
                 ) from None
-            steps, values, secs = rows.setdefault(key, {}).setdefault(tag, ([], [], []))
-            for target, x in zip((steps, values, secs), point, strict=True):
-                target.append(x)
+            for column, x in zip(rows.setdefault(key, {}).setdefault(tag, ([], [], [])), point, strict=True):
+                column.append(x)
     return {
         key: {tag: Curve(path, tag, *columns) for tag, columns in tags.items()} for key, tags in rows.items()
     }
@@ -583,7 +587,7 @@ def run_state(run: Run) -> RunState:
     from compare import read_run
 
     curves = read_run(run.dir) if run.dir.is_dir() else {}
-    logged = int(max((c.steps[-1] for c in curves.values()), default=0))
+    logged = last_step(curves)
     evals = curves.get("eval/return_mean")
     sps = curves.get("charts/SPS")
     last_eval = evals.values[-1] if evals else None
@@ -701,9 +705,6 @@ def report(grid: Grid, out: Path, steps: list[int]) -> int:
     import numpy as np
     from compare import Curve, plot, read_run
 
-    def last(curves: dict[str, Curve]) -> int:
-        return int(max((c.steps[-1] for c in curves.values()), default=0))
-
     # Each run's curves from its directory, or from the archive where that holds it further (a
     # run finished on another machine); read in full before anything is written, as ``out`` may
     # be the archive itself.
@@ -713,7 +714,7 @@ def report(grid: Grid, out: Path, steps: list[int]) -> int:
         key = (run.task, run.method, run.seed)
         local = read_run(run.dir) if run.dir.is_dir() else {}
         archived = run.archived_curves()
-        here = run.finished_here() or (local and last(local) >= last(archived))
+        here = run.finished_here() or (local and last_step(local) >= last_step(archived))
         curves = local if here else archived
         if curves:
             data[key] = curves
@@ -740,7 +741,7 @@ def report(grid: Grid, out: Path, steps: list[int]) -> int:
     print(f"[experiments] wrote {out / 'curves.csv'} ({rows:,} rows)", flush=True)
 
     def partial_note(key) -> str:
-        return "" if key in finished else f", partial at {last(data[key]):,}"
+        return "" if key in finished else f", partial at {last_step(data[key]):,}"
 
     for task in grid.tasks:
         for tag in tags:
