@@ -153,6 +153,7 @@ def run_ppo(args: argparse.Namespace, work: Path) -> float:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from meow.config import ConfigError
+    from meow_isaac.assets import AssetError
 
     other_name, run_other = {
         "ppo": ("rsl_rl PPO", run_ppo),
@@ -171,6 +172,12 @@ def main(argv: list[str] | None = None) -> int:
             from meow.utils.io import check_creatable_dir
 
             check_creatable_dir(Path(args.out).parent, "--out's folder")
+        # Offline (no ISAACSIM_ASSET_ROOT, NVIDIA's server out of reach) the local asset root is
+        # chosen and built here, before any contender starts: Isaac Lab's own CLI, which runs PPO
+        # and the rl-games contender, does not choose it itself, and inherits it from this process.
+        from meow_isaac.env import offline_first_env_cfg
+
+        offline_first_env_cfg(cfg.env.id, args.num_envs, args.device, cfg.env.sim_overrides, cfg.seed)
         for r in range(args.repeats):
             with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
                 meow = run_meow(args, Path(a))
@@ -181,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{other_name} {other:,.0f} env-steps/s, ratio {meow / other:.2f}",
                 flush=True,
             )
-    except (ConfigError, ValueError, RuntimeError) as err:
+    except (ConfigError, AssetError, ValueError, RuntimeError) as err:
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     ratio = statistics.median(r["ratio"] for r in results)

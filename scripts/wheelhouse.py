@@ -44,6 +44,10 @@ DEFAULT_TORCH = "2.11.0"
 """The target's PyTorch: pinned during resolution so every other package is chosen to work with it."""
 ISAACLAB_SPEC = "isaaclab==3.0.*"
 """The Isaac Lab release the extension is tested with (``scripts/setup.sh`` installs the same)."""
+RUNTIME_TRACE = ROOT / "scripts" / "isaaclab_runtime.json"
+"""What training and benchmarking the Isaac tasks really imported (``trace``; docs/GPU.md): with
+``--isaaclab`` the Isaac Lab packages named there form the ``isaaclab`` group, the rest of what Isaac
+Lab declares (open3d, ...) the ``isaaclab-rest`` group, which a GPU check need not carry."""
 VIDEO_ONLY = frozenset({"moviepy"})
 """Requirements that only record videos (and need sdists or ffmpeg); left out of the wheelhouse."""
 MAX_GLIBC_MINOR = 35
@@ -435,11 +439,195 @@ def install(folder: Path, target: Path | None) -> int:
         lines = [line for line in check.stdout.splitlines() if line.strip()] if check.returncode else []
         mine = {normalize(w.name.split("-")[0]) for w in wheels}
         relevant = [line for line in lines if normalize(line.split(" ")[0]) in mine]
+        # Requirements carried by a group that was not assembled (isaaclab-rest: what the traced
+        # Isaac runs never import) are missing on purpose; they are summed up, not listed.
+        not_here = {}
+        if manifest is not None:
+            for entry in manifest["files"]:
+                if entry["group"] not in groups:
+                    not_here[normalize(entry["name"].split("-")[0])] = entry["group"]
+        skipped: dict[str, set[str]] = {}
+        problems = 0
         for line in relevant:
-            log(f"pip check: {line}")
-        log(f"pip check: {len(relevant)} problem(s) of installed wheels ({len(lines)} in this Python)")
+            match = re.fullmatch(r"\S+ \S+ requires (\S+), which is not installed\.", line.strip())
+            group = not_here.get(normalize(match.group(1))) if match else None
+            if group is not None:
+                skipped.setdefault(group, set()).add(normalize(match.group(1)))
+            else:
+                problems += 1
+                log(f"pip check: {line}")
+        for group, names in skipped.items():
+            log(
+                f"pip check: {len(names)} requirement(s) not installed belong to group {group}, not "
+                f"assembled here (assemble its folders too to install them): {', '.join(sorted(names))}"
+            )
+        log(f"pip check: {problems} other problem(s) of installed wheels ({len(lines)} lines in this Python)")
     log("done")
     return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# trace: which installed distributions a command really uses
+# ----------------------------------------------------------------------------------------------
+
+TRACE_ENV = "WHEELHOUSE_TRACE_DIR"
+
+# Written as sitecustomize.py into a folder put first on PYTHONPATH, so every Python process the
+# traced command starts (subprocesses included) records, when it ends, the distributions owning
+# the files of the modules it imported after start-up and the shared libraries mapped into it (a
+# library loaded with ctypes from another package's folder counts for that package). Modules that
+# the start-up loaded through installed packages' .pth files are left out: they are there because
+# the package is installed, not because the program needs it. os._exit is wrapped, since
+# launchers and forked workers leave through it without running atexit.
+_SITECUSTOMIZE = r"""
+import atexit, json, os, sys
+
+_out = os.environ.get("WHEELHOUSE_TRACE_DIR")
+_done = []
+# Modules the interpreter's start-up loaded (site, and the .pth files of installed packages):
+# they are there because a package is installed, not because the program needs it.
+_startup = set(sys.modules)
+
+
+def _wheelhouse_trace_dump():
+    if _done or not _out:
+        return
+    _done.append(True)
+    try:
+        paths = set()
+        for key, module in list(sys.modules.items()):
+            path = None if key in _startup else getattr(module, "__file__", None)
+            if isinstance(path, str):
+                paths.add(os.path.abspath(path))
+        try:
+            with open("/proc/self/maps") as maps:
+                for line in maps:
+                    fields = line.split(None, 5)
+                    if len(fields) == 6 and fields[5].startswith("/"):
+                        paths.add(fields[5].strip())
+        except OSError:
+            pass
+        from importlib import metadata
+
+        owner = {}
+        for dist in metadata.distributions():
+            name, version = dist.metadata["Name"], dist.version
+            for file in dist.files or ():
+                owner[os.path.abspath(str(dist.locate_file(file)))] = (name, version)
+        used, unowned = {}, set()
+        for path in paths:
+            hit = owner.get(path) or owner.get(os.path.realpath(path))
+            if hit:
+                used[hit[0]] = hit[1]
+            elif "-packages" + os.sep in path:
+                unowned.add(path)
+        record = {"pid": os.getpid(), "argv": sys.argv, "executable": sys.executable,
+                  "distributions": used, "unowned": sorted(unowned)}
+        with open(os.path.join(_out, "%d-%d.json" % (os.getpid(), id(record))), "w") as f:
+            json.dump(record, f)
+    except Exception as err:  # never break the traced program
+        sys.stderr.write("[wheelhouse trace] %s: %s\n" % (type(err).__name__, err))
+
+
+atexit.register(_wheelhouse_trace_dump)
+_real_exit = os._exit
+
+
+def _exit(code):
+    _wheelhouse_trace_dump()
+    _real_exit(code)
+
+
+os._exit = _exit
+
+# Run the sitecustomize this one shadows, if there is one.
+def _chain():
+    import importlib.machinery, importlib.util
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    rest = [p for p in sys.path if os.path.abspath(p or ".") != here]
+    spec = importlib.machinery.PathFinder.find_spec("sitecustomize", rest)
+    if spec is not None and spec.loader is not None:
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+
+
+_chain()
+"""
+
+
+def trace(out: Path, command: list[str], add: bool) -> dict:
+    """Runs ``command`` with every Python process it starts recording what it used; writes ``out``.
+
+    ``out`` holds the union over processes of the distributions (name: version) that own an
+    imported module's file or a mapped shared library, and per process its argv and its own set.
+    With ``add`` the new trace is merged into an existing ``out`` (several workloads, one file).
+    """
+    if not command:
+        raise WheelhouseError("no command to trace; valid: trace OUT.json -- COMMAND [ARGS...]")
+    previous = None
+    if out.exists():
+        if not add:
+            raise WheelhouseError(f"{out} already exists; valid: a new path, or --add to merge into it")
+        try:
+            previous = json.loads(out.read_text())
+            assert isinstance(previous.get("distributions"), dict) and isinstance(previous.get("runs"), list)
+        except (OSError, ValueError, AssertionError, AttributeError) as err:
+            raise WheelhouseError(f"{out} is not a trace written by 'trace' ({err})") from err
+    elif not out.parent.is_dir():
+        raise WheelhouseError(f"{out.parent} is not a folder; valid: OUT inside an existing folder")
+    with tempfile.TemporaryDirectory(prefix="wheelhouse-trace-") as tmp_name:
+        tmp = Path(tmp_name)
+        hook, records = tmp / "hook", tmp / "records"
+        hook.mkdir()
+        records.mkdir()
+        (hook / "sitecustomize.py").write_text(_SITECUSTOMIZE)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(hook), env.get("PYTHONPATH", "")) if p)
+        env[TRACE_ENV] = str(records)
+        log(f"tracing: {' '.join(command)}")
+        start = dt.datetime.now(dt.timezone.utc)
+        try:
+            code = subprocess.run(command, env=env).returncode
+        except OSError as err:
+            raise WheelhouseError(f"cannot run {command[0]!r}: {err.strerror}") from err
+        if code != 0:
+            raise WheelhouseError(f"the traced command exited with {code}; nothing written to {out}")
+        processes = [json.loads(p.read_text()) for p in sorted(records.glob("*.json"))]
+    if not processes:
+        raise WheelhouseError(
+            f"no Python process of {command[0]!r} was traced; valid: a command that runs Python "
+            "(PYTHONPATH must reach it)"
+        )
+    here = os.getcwd() + os.sep
+
+    def shown(arg: str) -> str:
+        return arg[len(here) :] if arg.startswith(here) else arg
+
+    used: dict[str, str] = {}
+    for process in processes:
+        for name, version in process["distributions"].items():
+            used[normalize(name)] = version
+    run = {
+        "command": [shown(a) for a in command],
+        "started": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "seconds": round((dt.datetime.now(dt.timezone.utc) - start).total_seconds(), 1),
+        "processes": [
+            {
+                "argv": [shown(a) for a in p["argv"]],
+                "distributions": sorted(map(normalize, p["distributions"])),
+            }
+            for p in processes
+        ],
+        "unowned": sorted({u for p in processes for u in p["unowned"]}),
+    }
+    runs = [*(previous["runs"] if previous else []), run]
+    merged = dict(previous["distributions"]) if previous else {}
+    merged.update(used)
+    result = {"format": FORMAT, "distributions": dict(sorted(merged.items())), "runs": runs}
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    log(f"{len(processes)} Python process(es) used {len(used)} distribution(s); {len(merged)} in {out}")
+    return result
 
 
 # ----------------------------------------------------------------------------------------------
@@ -551,7 +739,32 @@ def _read_names(path: Path) -> frozenset[str]:
     return frozenset(names)
 
 
-_PROBE = "import sys, platform; print(sys.version_info[:2] == (3, 12), platform.machine())"
+def group_members(
+    travel: list[dict], core_names: set[str], runtime: frozenset[str] | None
+) -> dict[str, list[dict]]:
+    """The carried packages per group: ``core`` (what meow needs); with a ``runtime`` set (Isaac
+    Lab), ``isaaclab`` (the others that the traced runs used) and ``isaaclab-rest`` (the rest)."""
+    members = {"core": [i for i in travel if i["name"] in core_names]}
+    if runtime is not None:
+        rest = [i for i in travel if i["name"] not in core_names]
+        members["isaaclab"] = [i for i in rest if i["name"] in runtime]
+        members["isaaclab-rest"] = [i for i in rest if i["name"] not in runtime]
+    return members
+
+
+def read_runtime(path: Path) -> tuple[frozenset[str], list[list[str]]]:
+    """The distribution names of a trace written by ``trace``, and the commands it traced."""
+    try:
+        data = json.loads(path.read_text())
+        names = frozenset(normalize(n) for n in data["distributions"])
+        commands = [run["command"] for run in data["runs"]]
+    except OSError as err:
+        raise WheelhouseError(f"--runtime {path}: {err.strerror}; valid: a file written by 'trace'") from err
+    except (ValueError, KeyError, TypeError) as err:
+        raise WheelhouseError(f"--runtime {path} is not a trace written by 'trace' ({err!r})") from err
+    if not names:
+        raise WheelhouseError(f"--runtime {path} names no distribution; valid: a file written by 'trace'")
+    return names, commands
 
 
 def build(args: argparse.Namespace) -> int:
@@ -580,6 +793,11 @@ def build(args: argparse.Namespace) -> int:
     keep = {normalize(n) for n in args.keep}
     image = frozenset(image - keep)
     groups = project_requirements(args.isaaclab)
+    runtime: frozenset[str] = frozenset()
+    runtime_source, runtime_commands = "", []
+    if args.isaaclab:
+        runtime, runtime_commands = read_runtime(Path(args.runtime))
+        runtime_source = os.path.relpath(Path(args.runtime).resolve(), ROOT)
     constraints = [f"torch=={args.torch}"] + ([ISAACLAB_SPEC] if args.isaaclab else [])
     with tempfile.TemporaryDirectory(prefix=".wheelhouse-", dir=out.parent) as tmp_name:
         tmp = Path(tmp_name)
@@ -607,11 +825,14 @@ def build(args: argparse.Namespace) -> int:
             }
             for group in groups
         }
+        members = group_members(travel, core_names, runtime if args.isaaclab else None)
+        if args.isaaclab:
+            on_target["isaaclab-rest"] = {}
         wheel_groups: dict[str, list[Path]] = {}
-        for group in groups:
-            items = [i for i in travel if (i["name"] in core_names) == (group == "core")]
-            download(args.python, items, tmp / group, args.max_glibc)
-            wheel_groups[group] = sorted((tmp / group).glob("*.whl"))
+        for group, items in members.items():
+            if items:
+                download(args.python, items, tmp / group, args.max_glibc)
+                wheel_groups[group] = sorted((tmp / group).glob("*.whl"))
         meta = {
             "python": "3.12",
             "platforms": platform_tags(args.max_glibc),
@@ -620,6 +841,8 @@ def build(args: argparse.Namespace) -> int:
             "versions": {i["name"]: i["version"] for i in travel},
             "on_target": on_target,
         }
+        if args.isaaclab:
+            meta["runtime"] = {"trace": runtime_source, "commands": runtime_commands}
         log(f"splitting into folders of at most {human(part_size)}")
         manifest = pack(wheel_groups, out, part_size, meta)
     print_summary(manifest)
@@ -659,6 +882,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     b.add_argument("--have", help="file of package names the target has (default: the GPU image's list)")
     b.add_argument("--keep", action="append", default=[], metavar="NAME", help="carry NAME even if present")
     b.add_argument(
+        "--runtime",
+        default=str(RUNTIME_TRACE),
+        metavar="FILE",
+        help="trace whose packages form the isaaclab group, the others isaaclab-rest "
+        "(default scripts/isaaclab_runtime.json)",
+    )
+    b.add_argument(
         "--max-glibc",
         type=int,
         default=MAX_GLIBC_MINOR,
@@ -675,7 +905,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     i = commands.add_parser("install", help="pip install --no-index the wheels of an assembled folder")
     i.add_argument("dir", metavar="DIR", help="the --out folder of assemble")
     i.add_argument("--target", help="install into this folder instead of the running Python")
-    return parser.parse_args(argv)
+    t = commands.add_parser(
+        "trace", help="run a command and record the installed distributions its Python processes use"
+    )
+    t.add_argument("out", metavar="OUT", help="JSON file to write")
+    t.add_argument("--add", action="store_true", help="merge into an existing OUT")
+    t.epilog = "usage: trace OUT.json [--add] -- COMMAND [ARGS...]"
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Everything after the first "--" is the traced command, options included.
+    command = argv[argv.index("--") + 1 :] if "--" in argv else []
+    args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
+    args.cmd = command
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -694,6 +935,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if not groups[src.name]:
                     raise WheelhouseError(f"{src} holds no files; valid: folders of files to split")
             print_summary(pack(groups, Path(args.out).resolve(), parse_size(args.part_size)))
+            return 0
+        if args.command == "trace":
+            trace(Path(args.out), args.cmd, args.add)
             return 0
         if args.command == "assemble":
             assemble([Path(s) for s in args.sources], Path(args.out))

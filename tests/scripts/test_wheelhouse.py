@@ -193,15 +193,16 @@ needs_pip = pytest.mark.skipif(
 )
 
 
-def make_wheel(folder: Path, name: str, version: str, platform: str = "any") -> Path:
-    """A minimal pure-Python wheel whose module holds its version."""
+def make_wheel(folder: Path, name: str, version: str, platform: str = "any", requires: str = "") -> Path:
+    """A minimal pure-Python wheel whose module holds its version (and requires ``requires``)."""
     import base64
     import zipfile
 
     info = f"{name}-{version}.dist-info"
+    depends = f"Requires-Dist: {requires}\n" if requires else ""
     files = {
         f"{name}/__init__.py": f"VERSION = {version!r}\n",
-        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n{depends}",
         f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
     }
     record = []
@@ -258,3 +259,114 @@ def test_install_refuses_a_damaged_wheel_and_a_newer_glibc(tmp_path):
     r = run("install", tmp_path / "wheels", "--target", tmp_path / "site")
     assert r.returncode == 2 and wheel.name in r.stderr and "damaged" in r.stderr
     assert not (tmp_path / "site").exists()
+
+
+@pytest.fixture
+def traced_site(tmp_path):
+    """Three installed test packages; the traced program imports two, one in a subprocess that
+    leaves through os._exit (as launchers and forked workers do)."""
+    for name in ("whtest_used", "whtest_child", "whtest_idle"):
+        make_wheel(tmp_path / "src" / "core", name, "1.0")
+    assert run("pack", tmp_path / "src" / "core", "--out", tmp_path / "house").returncode == 0
+    assert run("assemble", tmp_path / "house" / "part-01", "--out", tmp_path / "wheels").returncode == 0
+    site = tmp_path / "site"
+    assert run("install", tmp_path / "wheels", "--target", site).returncode == 0
+    program = (
+        "import os, subprocess, sys, whtest_used; "
+        "sys.exit(subprocess.run([sys.executable, '-c', 'import os, whtest_child; os._exit(0)']).returncode)"
+    )
+    env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"}
+    return site, [sys.executable, "-c", program], env
+
+
+def run_env(env: dict, *args: str | Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True, timeout=120, env=env
+    )
+
+
+@needs_pip
+def test_trace_records_what_every_process_imported_and_nothing_else(traced_site, tmp_path):
+    _, program, env = traced_site
+    out = tmp_path / "trace.json"
+    r = run_env(env, "trace", out, "--", *program)
+    assert r.returncode == 0, r.stderr
+    trace = json.loads(out.read_text())
+    used = trace["distributions"]
+    assert used.get("whtest-used") == "1.0" and used.get("whtest-child") == "1.0"
+    assert "whtest-idle" not in used
+    (run_,) = trace["runs"]
+    assert len(run_["processes"]) == 2
+    by_process = sorted(p["distributions"] for p in run_["processes"])
+    assert ["whtest-child"] in [[n for n in d if n.startswith("whtest")] for d in by_process]
+    # a second workload merges into the same file with --add, and only with it
+    r = run_env(env, "trace", out, "--", sys.executable, "-c", "import whtest_idle")
+    assert r.returncode == 2 and "--add" in r.stderr and r.stderr.count("\n") == 1
+    r = run_env(env, "trace", out, "--add", "--", sys.executable, "-c", "import whtest_idle")
+    assert r.returncode == 0, r.stderr
+    trace = json.loads(out.read_text())
+    assert {"whtest-used", "whtest-child", "whtest-idle"} <= set(trace["distributions"])
+    assert len(trace["runs"]) == 2
+
+
+@needs_pip
+def test_trace_of_a_failing_command_writes_nothing(traced_site, tmp_path):
+    _, _, env = traced_site
+    out = tmp_path / "trace.json"
+    r = run_env(env, "trace", out, "--", sys.executable, "-c", "import whtest_used; raise SystemExit(3)")
+    assert r.returncode == 2 and "exited with 3" in r.stderr and not out.exists()
+    r = run_env(env, "trace", out)
+    assert r.returncode == 2 and "no command" in r.stderr and not out.exists()
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("wheelhouse_under_test", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_isaaclab_packages_split_by_the_runtime_trace(tmp_path):
+    wh = load_script()
+    travel = [{"name": n, "version": "1"} for n in ("omegaconf", "warp-lang", "open3d", "isaaclab")]
+    members = wh.group_members(travel, {"omegaconf"}, frozenset({"warp-lang", "isaaclab", "numpy"}))
+    names = {g: [i["name"] for i in items] for g, items in members.items()}
+    assert names == {
+        "core": ["omegaconf"],
+        "isaaclab": ["warp-lang", "isaaclab"],
+        "isaaclab-rest": ["open3d"],
+    }
+    assert list(wh.group_members(travel, {"omegaconf"}, None)) == ["core"]
+    # the committed trace names what the Isaac runs need, and not what they never import
+    runtime, commands = wh.read_runtime(wh.RUNTIME_TRACE)
+    assert {"isaaclab", "warp-lang", "newton", "rsl-rl-lib", "rl-games"} <= runtime
+    assert "open3d" not in runtime and commands
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"distributions": {}, "runs": []}')
+    with pytest.raises(wh.WheelhouseError, match="names no distribution"):
+        wh.read_runtime(bad)
+
+
+@needs_pip
+def test_install_sums_up_requirements_of_a_group_left_out(tmp_path):
+    """Only the core and used groups assembled: pip check's complaints about packages of the group
+    left out are one summary line naming that group; any other problem is still listed."""
+    make_wheel(tmp_path / "src" / "core", "whtest_main", "1.0", requires="whtest_extra")
+    make_wheel(tmp_path / "src" / "core", "whtest_other", "1.0", requires="whtest_nowhere")
+    make_wheel(tmp_path / "src" / "rest", "whtest_extra", "1.0")
+    r = run("pack", tmp_path / "src" / "core", tmp_path / "src" / "rest", "--out", tmp_path / "house")
+    assert r.returncode == 0, r.stderr
+    assert run("assemble", tmp_path / "house" / "part-01", "--out", tmp_path / "wheels").returncode == 0
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    r = subprocess.run(
+        [str(venv / "bin" / "python"), str(SCRIPT), "install", str(tmp_path / "wheels")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "PIP_NO_INDEX": "1"},
+    )
+    assert r.returncode == 0, r.stderr
+    assert "1 requirement(s) not installed belong to group rest" in r.stderr and "whtest-extra" in r.stderr
+    assert "whtest-other 1.0 requires whtest-nowhere" in r.stderr.replace("_", "-").lower()
+    assert "1 other problem(s)" in r.stderr
