@@ -69,6 +69,7 @@ def environment() -> dict:
         "cuda_build": torch.version.cuda,
         "cuda_available": torch.cuda.is_available(),
         "isaaclab": find_spec("isaaclab") is not None,
+        "glibc": " ".join(platform.libc_ver()),  # the wheelhouse's isaaclab group needs 2.34
     }
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)

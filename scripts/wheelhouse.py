@@ -39,7 +39,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = "manifest.json"
 FORMAT = 1
-DEFAULT_PART_SIZE = "60M"
+DEFAULT_PART_SIZE = "58M"
+"""One folder per transfer: the device tool moves at most 64 MiB a call, the checkout (about 5 MiB)
+included, so a folder of 58 MiB travels with it."""
 DEFAULT_TORCH = "2.11.0"
 """The target's PyTorch: pinned during resolution so every other package is chosen to work with it."""
 ISAACLAB_SPEC = "isaaclab==3.0.*"
@@ -876,7 +878,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     b = commands.add_parser("build", help="resolve, download and split the dependencies into DIR/part-NN/")
     b.add_argument("dir", metavar="DIR", help="output folder (must not exist yet)")
     b.add_argument("--isaaclab", action="store_true", help="also Isaac Lab 3.0 and meow_isaac's needs")
-    b.add_argument("--part-size", default=DEFAULT_PART_SIZE, help="largest part and folder (default 60M)")
+    b.add_argument("--part-size", default=DEFAULT_PART_SIZE, help="largest part and folder (default 58M)")
     b.add_argument("--python", default=sys.executable, help="CPython 3.12 that resolves (default: this one)")
     b.add_argument("--torch", default=DEFAULT_TORCH, help="the target's torch version (default 2.11.0)")
     b.add_argument("--have", help="file of package names the target has (default: the GPU image's list)")
@@ -898,7 +900,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = commands.add_parser("pack", help="split existing files (one group per folder) into OUT/part-NN/")
     p.add_argument("sources", nargs="+", metavar="SRC", help="folders of files; each is a group")
     p.add_argument("--out", required=True, help="output folder (must not exist yet)")
-    p.add_argument("--part-size", default=DEFAULT_PART_SIZE, help="largest part and folder (default 60M)")
+    p.add_argument("--part-size", default=DEFAULT_PART_SIZE, help="largest part and folder (default 58M)")
     a = commands.add_parser("assemble", help="join part folders into whole files, checking sha256")
     a.add_argument("sources", nargs="+", metavar="SRC", help="part folders (part-01 ...)")
     a.add_argument("--out", required=True, help="folder for the whole files")
