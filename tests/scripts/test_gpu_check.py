@@ -107,3 +107,36 @@ def test_benchmark_update_bad_input_is_one_line(argv, message):
     )
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1 and message in proc.stderr
+
+
+def test_lease_steps_keep_the_carried_folders_and_refuse_bad_input(tmp_path):
+    """scripts/gpu_lease.sh from a copy of the checkout: 'keep' copies each carried .wheelhouse
+    folder out of the checkout (a later call's checkout no longer holds it); the errors are one line."""
+    import shutil
+
+    checkout = tmp_path / "checkout"
+    (checkout / "scripts").mkdir(parents=True)
+    shutil.copy(ROOT / "scripts" / "gpu_lease.sh", checkout / "scripts")
+    kept = tmp_path / "in"
+    env = {"PATH": "/usr/bin:/bin", "WHEELHOUSE_IN": str(kept), "PYTHON": sys.executable}
+
+    def lease(*args: str) -> subprocess.CompletedProcess:
+        cmd = ["bash", str(checkout / "scripts" / "gpu_lease.sh"), *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
+
+    r = lease("keep")
+    assert r.returncode == 2 and "no .wheelhouse/part-NN folder" in r.stderr
+    r = lease("isaac")
+    assert r.returncode == 2 and "run 'core' first" in r.stderr
+    r = lease("deploy")
+    assert r.returncode == 2
+    assert r.stderr.strip() == "error: step 'deploy' is invalid; valid: core, keep, isaac"
+    for name in ("part-02", "part-03"):  # one call each, as the device tool carries them
+        shutil.rmtree(checkout / ".wheelhouse", ignore_errors=True)
+        (checkout / ".wheelhouse" / name).mkdir(parents=True)
+        (checkout / ".wheelhouse" / name / "x.part001").write_bytes(name.encode())
+        r = lease("keep")
+        assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in kept.iterdir()) == ["part-02", "part-03"]
+    assert (kept / "part-02" / "x.part001").read_bytes() == b"part-02"
+    assert "part-02 part-03" in r.stdout
