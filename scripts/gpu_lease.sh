@@ -34,7 +34,7 @@ keep() {
     echo "[lease] kept in $IN: $(cd "$IN" && ls -d part-* | tr '\n' ' ')($(du -sh "$IN" | cut -f1))"
 }
 
-install() {  # install [FOLDERS...]: assemble the given kept folders (all by default) and install
+install_kept() {  # install_kept [FOLDERS...]: assemble the given kept folders (all by default) and install
     local script="$IN/part-01/wheelhouse.py"
     [ -f "$script" ] || { echo "error: $IN/part-01 is missing; valid: run 'core' first" >&2; exit 2; }
     if [ $# -eq 0 ]; then set -- "$IN"/part-*; fi
@@ -47,7 +47,7 @@ install() {  # install [FOLDERS...]: assemble the given kept folders (all by def
 case "$step" in
     core)
         keep
-        install "$IN/part-01"
+        install_kept "$IN/part-01"
         # shellcheck disable=SC2086
         "$PY" scripts/gpu_check.py --skip_isaac --out "$OUT/gpu_check.json" ${GPU_CHECK_ARGS:-}
         ;;
@@ -55,7 +55,7 @@ case "$step" in
         keep
         ;;
     isaac)
-        install
+        install_kept
         # shellcheck disable=SC2086
         "$PY" scripts/benchmark_isaac.py --task Isaac-Ant --num_envs "${NUM_ENVS:-4096}" \
             --device "${DEVICE:-cuda:0}" --out "$OUT/isaac.json" ${ISAAC_ARGS:-}

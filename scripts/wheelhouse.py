@@ -107,6 +107,11 @@ def requirement_name(requirement: str) -> str:
     return normalize(match.group(1))
 
 
+def wheel_distribution(filename: str) -> str:
+    """The normalized distribution name of a wheel file: ``warp_lang-1.17.0-...whl`` -> ``warp-lang``."""
+    return normalize(filename.split("-")[0])
+
+
 def parse_size(text: str) -> int:
     """Bytes of ``123``, ``64K``, ``60M``, ``60MiB`` or ``1G`` (binary units)."""
     match = re.fullmatch(r"\s*(\d+)\s*([KMG]?)(?:i?B)?\s*", text, flags=re.IGNORECASE)
@@ -439,15 +444,15 @@ def install(folder: Path, target: Path | None) -> int:
         )
         # pip check exits 0 with "No broken requirements found." when all is well.
         lines = [line for line in check.stdout.splitlines() if line.strip()] if check.returncode else []
-        mine = {normalize(w.name.split("-")[0]) for w in wheels}
+        mine = {wheel_distribution(w.name) for w in wheels}
         relevant = [line for line in lines if normalize(line.split(" ")[0]) in mine]
         # Requirements carried by a group that was not assembled (isaaclab-rest: what the traced
         # Isaac runs never import) are missing on purpose; they are summed up, not listed.
-        not_here = {}
-        if manifest is not None:
-            for entry in manifest["files"]:
-                if entry["group"] not in groups:
-                    not_here[normalize(entry["name"].split("-")[0])] = entry["group"]
+        not_here = {
+            wheel_distribution(entry["name"]): entry["group"]
+            for entry in (manifest["files"] if manifest is not None else [])
+            if entry["group"] not in groups
+        }
         skipped: dict[str, set[str]] = {}
         problems = 0
         for line in relevant:
@@ -484,11 +489,9 @@ TRACE_ENV = "WHEELHOUSE_TRACE_DIR"
 _SITECUSTOMIZE = r"""
 import atexit, json, os, sys
 
-_out = os.environ.get("WHEELHOUSE_TRACE_DIR")
+_out = os.environ.get("@TRACE_ENV@")
 _done = []
-# Modules the interpreter's start-up loaded (site, and the .pth files of installed packages):
-# they are there because a package is installed, not because the program needs it.
-_startup = set(sys.modules)
+_startup = set(sys.modules)  # site and the .pth files: not counted
 
 
 def _wheelhouse_trace_dump():
@@ -516,17 +519,13 @@ def _wheelhouse_trace_dump():
             name, version = dist.metadata["Name"], dist.version
             for file in dist.files or ():
                 owner[os.path.abspath(str(dist.locate_file(file)))] = (name, version)
-        used, unowned = {}, set()
+        used = {}
         for path in paths:
             hit = owner.get(path) or owner.get(os.path.realpath(path))
             if hit:
                 used[hit[0]] = hit[1]
-            elif "-packages" + os.sep in path:
-                unowned.add(path)
-        record = {"pid": os.getpid(), "argv": sys.argv, "executable": sys.executable,
-                  "distributions": used, "unowned": sorted(unowned)}
-        with open(os.path.join(_out, "%d-%d.json" % (os.getpid(), id(record))), "w") as f:
-            json.dump(record, f)
+        with open(os.path.join(_out, "%d.json" % os.getpid()), "w") as f:
+            json.dump({"argv": sys.argv, "distributions": used}, f)
     except Exception as err:  # never break the traced program
         sys.stderr.write("[wheelhouse trace] %s: %s\n" % (type(err).__name__, err))
 
@@ -555,7 +554,7 @@ def _chain():
 
 
 _chain()
-"""
+""".replace("@TRACE_ENV@", TRACE_ENV)
 
 
 def trace(out: Path, command: list[str], add: bool) -> dict:
@@ -573,9 +572,14 @@ def trace(out: Path, command: list[str], add: bool) -> dict:
             raise WheelhouseError(f"{out} already exists; valid: a new path, or --add to merge into it")
         try:
             previous = json.loads(out.read_text())
-            assert isinstance(previous.get("distributions"), dict) and isinstance(previous.get("runs"), list)
-        except (OSError, ValueError, AssertionError, AttributeError) as err:
+        except (OSError, ValueError) as err:
             raise WheelhouseError(f"{out} is not a trace written by 'trace' ({err})") from err
+        if not (
+            isinstance(previous, dict)
+            and isinstance(previous.get("distributions"), dict)
+            and isinstance(previous.get("runs"), list)
+        ):
+            raise WheelhouseError(f"{out} is not a trace written by 'trace'; valid: a new path, or a trace")
     elif not out.parent.is_dir():
         raise WheelhouseError(f"{out.parent} is not a folder; valid: OUT inside an existing folder")
     with tempfile.TemporaryDirectory(prefix="wheelhouse-trace-") as tmp_name:
@@ -621,7 +625,6 @@ def trace(out: Path, command: list[str], add: bool) -> dict:
             }
             for p in processes
         ],
-        "unowned": sorted({u for p in processes for u in p["unowned"]}),
     }
     runs = [*(previous["runs"] if previous else []), run]
     merged = dict(previous["distributions"]) if previous else {}
@@ -795,7 +798,7 @@ def build(args: argparse.Namespace) -> int:
     keep = {normalize(n) for n in args.keep}
     image = frozenset(image - keep)
     groups = project_requirements(args.isaaclab)
-    runtime: frozenset[str] = frozenset()
+    runtime: frozenset[str] | None = None
     runtime_source, runtime_commands = "", []
     if args.isaaclab:
         runtime, runtime_commands = read_runtime(Path(args.runtime))
@@ -827,7 +830,7 @@ def build(args: argparse.Namespace) -> int:
             }
             for group in groups
         }
-        members = group_members(travel, core_names, runtime if args.isaaclab else None)
+        members = group_members(travel, core_names, runtime)
         if args.isaaclab:
             on_target["isaaclab-rest"] = {}
         wheel_groups: dict[str, list[Path]] = {}
@@ -915,9 +918,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     t.epilog = "usage: trace OUT.json [--add] -- COMMAND [ARGS...]"
     argv = list(sys.argv[1:] if argv is None else argv)
     # Everything after the first "--" is the traced command, options included.
-    command = argv[argv.index("--") + 1 :] if "--" in argv else []
-    args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
-    args.cmd = command
+    split = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:split])
+    args.cmd = argv[split + 1 :]
     return args
 
 

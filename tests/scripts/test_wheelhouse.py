@@ -24,9 +24,13 @@ CORE_SIZES = {"a-1.0-py3-none-any.whl": 0, "b-2.0-py3-none-any.whl": 1000, "c.wh
 BIG_SIZES = {"big-1.0-py3-none-any.whl": 1_000_001, "mid.whl": 400_000, "small.whl": 7}
 
 
-def run(*args: str | Path) -> subprocess.CompletedProcess:
+def run(*args: str | Path, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True, timeout=60
+        [sys.executable, str(SCRIPT), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
     )
 
 
@@ -218,15 +222,21 @@ def make_wheel(folder: Path, name: str, version: str, platform: str = "any", req
     return wheel
 
 
+def assembled_core(tmp_path: Path) -> Path:
+    """``tmp_path/wheels``: the ``core`` group of ``tmp_path/src/<group>/`` packed and assembled
+    (the other groups are packed, not assembled)."""
+    r = run("pack", *sorted((tmp_path / "src").iterdir()), "--out", tmp_path / "house")
+    assert r.returncode == 0, r.stderr
+    r = run("assemble", tmp_path / "house" / "part-01", "--out", tmp_path / "wheels")
+    assert r.returncode == 0, r.stderr
+    return tmp_path / "wheels"
+
+
 @needs_pip
 def test_install_from_assembled_parts_without_an_index(tmp_path):
     make_wheel(tmp_path / "src" / "core", "whtest_alpha", "1.2.3")
     make_wheel(tmp_path / "src" / "core", "whtest_beta", "0.4")
-    assert (
-        run("pack", tmp_path / "src" / "core", "--out", tmp_path / "house", "--part-size", "256K").returncode
-        == 0
-    )
-    assert run("assemble", tmp_path / "house" / "part-01", "--out", tmp_path / "wheels").returncode == 0
+    assembled_core(tmp_path)
     site = tmp_path / "site"
     r = run("install", tmp_path / "wheels", "--target", site)
     assert r.returncode == 0, r.stderr
@@ -247,11 +257,7 @@ def test_install_from_assembled_parts_without_an_index(tmp_path):
 @needs_pip
 def test_install_refuses_a_damaged_wheel_and_a_newer_glibc(tmp_path):
     make_wheel(tmp_path / "src" / "core", "whtest_gamma", "1.0", platform="manylinux_2_999_x86_64")
-    assert (
-        run("pack", tmp_path / "src" / "core", "--out", tmp_path / "house", "--part-size", "256K").returncode
-        == 0
-    )
-    assert run("assemble", tmp_path / "house" / "part-01", "--out", tmp_path / "wheels").returncode == 0
+    assembled_core(tmp_path)
     r = run("install", tmp_path / "wheels", "--target", tmp_path / "site")
     assert r.returncode == 2 and "glibc 2.999" in r.stderr and r.stderr.count("\n") == 1
     wheel = next((tmp_path / "wheels").glob("*.whl"))
@@ -267,10 +273,8 @@ def traced_site(tmp_path):
     leaves through os._exit (as launchers and forked workers do)."""
     for name in ("whtest_used", "whtest_child", "whtest_idle"):
         make_wheel(tmp_path / "src" / "core", name, "1.0")
-    assert run("pack", tmp_path / "src" / "core", "--out", tmp_path / "house").returncode == 0
-    assert run("assemble", tmp_path / "house" / "part-01", "--out", tmp_path / "wheels").returncode == 0
     site = tmp_path / "site"
-    assert run("install", tmp_path / "wheels", "--target", site).returncode == 0
+    assert run("install", assembled_core(tmp_path), "--target", site).returncode == 0
     program = (
         "import os, subprocess, sys, whtest_used; "
         "sys.exit(subprocess.run([sys.executable, '-c', 'import os, whtest_child; os._exit(0)']).returncode)"
@@ -279,17 +283,11 @@ def traced_site(tmp_path):
     return site, [sys.executable, "-c", program], env
 
 
-def run_env(env: dict, *args: str | Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True, timeout=120, env=env
-    )
-
-
 @needs_pip
 def test_trace_records_what_every_process_imported_and_nothing_else(traced_site, tmp_path):
     _, program, env = traced_site
     out = tmp_path / "trace.json"
-    r = run_env(env, "trace", out, "--", *program)
+    r = run("trace", out, "--", *program, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
     trace = json.loads(out.read_text())
     used = trace["distributions"]
@@ -300,9 +298,9 @@ def test_trace_records_what_every_process_imported_and_nothing_else(traced_site,
     by_process = sorted(p["distributions"] for p in run_["processes"])
     assert ["whtest-child"] in [[n for n in d if n.startswith("whtest")] for d in by_process]
     # a second workload merges into the same file with --add, and only with it
-    r = run_env(env, "trace", out, "--", sys.executable, "-c", "import whtest_idle")
+    r = run("trace", out, "--", sys.executable, "-c", "import whtest_idle", env=env, timeout=120)
     assert r.returncode == 2 and "--add" in r.stderr and r.stderr.count("\n") == 1
-    r = run_env(env, "trace", out, "--add", "--", sys.executable, "-c", "import whtest_idle")
+    r = run("trace", out, "--add", "--", sys.executable, "-c", "import whtest_idle", env=env, timeout=120)
     assert r.returncode == 0, r.stderr
     trace = json.loads(out.read_text())
     assert {"whtest-used", "whtest-child", "whtest-idle"} <= set(trace["distributions"])
@@ -313,9 +311,18 @@ def test_trace_records_what_every_process_imported_and_nothing_else(traced_site,
 def test_trace_of_a_failing_command_writes_nothing(traced_site, tmp_path):
     _, _, env = traced_site
     out = tmp_path / "trace.json"
-    r = run_env(env, "trace", out, "--", sys.executable, "-c", "import whtest_used; raise SystemExit(3)")
+    r = run(
+        "trace",
+        out,
+        "--",
+        sys.executable,
+        "-c",
+        "import whtest_used; raise SystemExit(3)",
+        env=env,
+        timeout=120,
+    )
     assert r.returncode == 2 and "exited with 3" in r.stderr and not out.exists()
-    r = run_env(env, "trace", out)
+    r = run("trace", out, env=env, timeout=120)
     assert r.returncode == 2 and "no command" in r.stderr and not out.exists()
 
 
@@ -354,9 +361,7 @@ def test_install_sums_up_requirements_of_a_group_left_out(tmp_path):
     make_wheel(tmp_path / "src" / "core", "whtest_main", "1.0", requires="whtest_extra")
     make_wheel(tmp_path / "src" / "core", "whtest_other", "1.0", requires="whtest_nowhere")
     make_wheel(tmp_path / "src" / "rest", "whtest_extra", "1.0")
-    r = run("pack", tmp_path / "src" / "core", tmp_path / "src" / "rest", "--out", tmp_path / "house")
-    assert r.returncode == 0, r.stderr
-    assert run("assemble", tmp_path / "house" / "part-01", "--out", tmp_path / "wheels").returncode == 0
+    assembled_core(tmp_path)
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     r = subprocess.run(
