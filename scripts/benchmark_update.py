@@ -17,7 +17,8 @@ shapes and large-env settings on a synthetic GPU-resident environment whose step
 nothing: MEow's own ceiling in env-steps/s, per capture mode. It takes Isaac-Ant's task file
 from the installed meow_isaac package (docs/GPU.md#air-gapped-install).
 
---tf32 lets float32 matrix products run as TF32 on tensor cores (training runs full float32);
+--matmul_precision tf32 runs float32 matrix products as TF32 on tensor cores, as training does
+with algo.matmul_precision=tf32 (default float32, the paper's and training's default);
 --profile_batch B (CUDA) prints where an eager update's GPU time goes at batch B, kernel by kernel.
 """
 
@@ -77,9 +78,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--num_envs", type=int, default=4096, help="--pipeline: parallel envs")
     parser.add_argument("--pipeline_steps", type=int, default=200, help="--pipeline: timed vectorized steps")
     parser.add_argument(
-        "--tf32",
-        action="store_true",
-        help="CUDA: let float32 matrix products run as TF32 on tensor cores (default: full float32)",
+        "--matmul_precision",
+        default="float32",
+        help="float32 | tf32 (CUDA): how float32 matrix products run, as algo.matmul_precision",
     )
     parser.add_argument(
         "--profile_batch",
@@ -111,6 +112,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if mode in CUDA_ONLY and not cuda:
             parser.error(f"--modes {mode} needs CUDA; valid on the CPU: none, compile")
     args.modes = modes
+    from meow.algorithms.meow import MATMUL_PRECISIONS
+
+    if args.matmul_precision not in MATMUL_PRECISIONS:
+        parser.error(
+            f"--matmul_precision {args.matmul_precision} is invalid; valid: {', '.join(MATMUL_PRECISIONS)}"
+        )
+    if args.matmul_precision == "tf32" and not cuda:
+        parser.error(
+            "--matmul_precision tf32 needs CUDA (TF32 runs on its tensor cores); valid on the CPU: float32"
+        )
     if args.profile_batch < 0:
         parser.error(
             f"--profile_batch {args.profile_batch} is invalid; valid: an integer >= 1, or 0 for none"
@@ -127,6 +138,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.threads < 0:
         parser.error(f"--threads {args.threads} is invalid; valid: an integer >= 0")
     args.pipeline = args.pipeline or args.pipeline_only
+    if any(o.split("=", 1)[0].endswith("algo.matmul_precision") for o in args.overrides):
+        parser.error(
+            "algo.matmul_precision is set here with --matmul_precision (the table and the pipeline share it)"
+        )
     if args.overrides:
         from meow.config import load_config
 
@@ -169,7 +184,14 @@ def _learner(args: argparse.Namespace, device: torch.device, mode: str):
     if capture == "compile":
         torch._dynamo.reset()  # a fresh cache: no recompilation limit carried over from other cells
     normalizer = EmpiricalNormalization(args.obs_dim).to(device)
-    return MEow(policy.to(device), normalizer, n_step=args.n_step, capture=capture, compile_mode=compile_mode)
+    return MEow(
+        policy.to(device),
+        normalizer,
+        n_step=args.n_step,
+        capture=capture,
+        compile_mode=compile_mode,
+        matmul_precision=args.matmul_precision,
+    )
 
 
 def _buffer(args: argparse.Namespace, device: torch.device):
@@ -284,6 +306,7 @@ def pipeline(args: argparse.Namespace, modes: list[str]) -> list[dict]:
                 f"env.num_envs={n}",
                 f"device={device}",
                 f"algo.capture={mode}",
+                f"algo.matmul_precision={args.matmul_precision}",
                 "runner.progress=false",
                 *args.overrides,
             ],
@@ -306,6 +329,7 @@ def pipeline(args: argparse.Namespace, modes: list[str]) -> list[dict]:
         seconds = time.perf_counter() - start
         result = {
             "mode": runner.alg.capture,
+            "matmul_precision": cfg.algo.matmul_precision,
             "overrides": list(args.overrides),
             "num_envs": n,
             "batch_size": cfg.algo.batch_size,
@@ -317,7 +341,8 @@ def pipeline(args: argparse.Namespace, modes: list[str]) -> list[dict]:
         }
         results.append(result)
         print(
-            f"  pipeline {result['mode']:>9}: {result['env_steps_per_s']:,.0f} env-steps/s, "
+            f"  pipeline {result['mode']:>9} {result['matmul_precision']:>7}: "
+            f"{result['env_steps_per_s']:,.0f} env-steps/s, "
             f"{result['updates_per_s']:,.0f} updates/s of batch {result['batch_size']} "
             f"({n} envs, {result['updates_per_step']} updates per step)",
             flush=True,
@@ -378,8 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    torch.set_float32_matmul_precision("high" if args.tf32 else "highest")
-    precision = "TF32 matrix products" if args.tf32 and device.type == "cuda" else "float32"
+    precision = "TF32 matrix products" if args.matmul_precision == "tf32" else "float32"
     print(
         f"[benchmark_update] device {device_name(device)} | torch {torch.__version__} | obs {args.obs_dim}, "
         f"act {args.action_dim}, n_step {args.n_step} | {precision}"

@@ -342,7 +342,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(
         f"[meow] task {cfg.env.id} | device {cfg.device} | torch threads {torch.get_num_threads()} | "
-        f"seed {cfg.seed} | {cfg.runner.total_steps:,} env steps"
+        f"seed {cfg.seed} | {cfg.runner.total_steps:,} env steps | update: capture {runner.alg.capture}, "
+        f"{cfg.algo.matmul_precision} products"
     )
     print(f"[meow] logging to {run_dir}")
 

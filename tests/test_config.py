@@ -71,6 +71,11 @@ def test_every_task_file_loads():
         ("Hopper-v5", ["env.id=Ant-v5"], "env.id cannot be overridden"),
         ("Hopper-v5", ["lr"], "not of the form key=value"),
         ("Hopper-v5", ["algo.capture=graph"], "algo.capture=graph is invalid; valid: auto | none | compile"),
+        (
+            "Hopper-v5",
+            ["algo.matmul_precision=bf16"],
+            "algo.matmul_precision=bf16 is invalid; valid: float32 | tf32",
+        ),
         ("Hopper-v5", ["algo.n_step=0"], r"algo.n_step=0 is invalid; valid: an integer >= 1"),
         (
             "Hopper-v5",
@@ -98,6 +103,14 @@ def test_cudagraph_capture_without_cuda_names_cuda():
     assert load_config("Hopper-v5", ["algo.capture=compile"]).algo.capture == "compile"
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_tf32_without_cuda_names_cuda():
+    with pytest.raises(ConfigError, match="algo.matmul_precision=tf32 needs CUDA .* device=cpu") as info:
+        load_config("Hopper-v5", ["algo.matmul_precision=tf32"])
+    assert "\n" not in str(info.value)
+    assert load_config("Hopper-v5").algo.matmul_precision == "float32"
+
+
 def test_a_checkpoint_config_with_the_old_compile_key_resumes():
     saved = OmegaConf.to_container(load_config("Hopper-v5"))
     del saved["algo"]["capture"], saved["algo"]["n_step"]
@@ -105,6 +118,12 @@ def test_a_checkpoint_config_with_the_old_compile_key_resumes():
         saved["algo"]["compile"] = old
         cfg = config_from_checkpoint(saved)
         assert cfg.algo.capture == new and cfg.algo.n_step == 1 and "compile" not in cfg.algo
+
+
+def test_a_checkpoint_config_from_before_matmul_precision_resumes_in_float32():
+    saved = OmegaConf.to_container(load_config("Hopper-v5"))
+    del saved["algo"]["matmul_precision"]
+    assert config_from_checkpoint(saved).algo.matmul_precision == "float32"
 
 
 @pytest.mark.parametrize("num_envs", [1, 64, 128, 512])

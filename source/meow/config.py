@@ -19,7 +19,7 @@ import torch
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from meow.algorithms.meow import CAPTURE_MODES
+from meow.algorithms.meow import CAPTURE_MODES, MATMUL_PRECISIONS
 from meow.envs.registry import EnvKindError, all_task_dirs, get_kind, kind_names
 from meow.modules.flow_policy import COUPLING_BIASES, Q_DROPOUTS
 from meow.runners.evaluation import EVAL_MODES
@@ -119,6 +119,7 @@ class AlgoConfig:
     normalize_obs: bool = MISSING
     n_step: int = MISSING
     capture: str = MISSING
+    matmul_precision: str = MISSING
 
 
 @dataclass
@@ -286,7 +287,7 @@ _ADDED_RUNNER_KEYS = {
     "eval_mode": "deterministic",
     "max_minutes": 0.0,
 }
-_ADDED_ALGO_KEYS = {"coupling_bias": "zeros", "q_dropout": "shared"}
+_ADDED_ALGO_KEYS = {"coupling_bias": "zeros", "q_dropout": "shared", "matmul_precision": "float32"}
 
 
 def _upgrade(saved: dict) -> dict:
@@ -357,6 +358,12 @@ def validate(cfg: DictConfig) -> None:
     _check(a.num_shift_heads >= 1, "algo.num_shift_heads", a.num_shift_heads, "an integer >= 1")
     _check(a.n_step >= 1, "algo.n_step", a.n_step, "an integer >= 1 (1: the paper's one-step target)")
     _check(a.capture in CAPTURE_MODES, "algo.capture", a.capture, " | ".join(CAPTURE_MODES))
+    _check(
+        a.matmul_precision in MATMUL_PRECISIONS,
+        "algo.matmul_precision",
+        a.matmul_precision,
+        " | ".join(MATMUL_PRECISIONS),
+    )
     _check(0 <= a.dropout < 1, "algo.dropout", a.dropout, "a number in [0, 1)")
     _check(
         a.coupling_bias in COUPLING_BIASES, "algo.coupling_bias", a.coupling_bias, " | ".join(COUPLING_BIASES)
@@ -406,6 +413,11 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(
             f"algo.capture=cudagraph needs CUDA, but device={cfg.device}; valid on the CPU: "
             "auto | none | compile (auto picks cudagraph on CUDA, none on the CPU)"
+        )
+    if a.matmul_precision == "tf32" and device.type != "cuda":
+        raise ConfigError(
+            f"algo.matmul_precision=tf32 needs CUDA (TF32 runs on its tensor cores), but "
+            f"device={cfg.device}; valid on the CPU: float32"
         )
 
 

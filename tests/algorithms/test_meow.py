@@ -218,6 +218,19 @@ def test_capture_modes_are_checked():
         MEow(_policy(), n_step=0)
 
 
+def test_the_learner_sets_the_float32_matmul_precision_it_is_given():
+    # a library that turned TF32 on before the learner was built (rl-games' Runner does)
+    torch.set_float32_matmul_precision("high")
+    MEow(_policy())
+    assert torch.get_float32_matmul_precision() == "highest"
+    assert torch.backends.cuda.matmul.fp32_precision == "ieee"
+    with pytest.raises(ValueError, match="algo.matmul_precision=tf32 needs a CUDA device .* cpu") as info:
+        MEow(_policy(), matmul_precision="tf32")
+    assert "\n" not in str(info.value)
+    with pytest.raises(ValueError, match="algo.matmul_precision=fp16 is invalid; valid: float32 | tf32"):
+        MEow(_policy(), matmul_precision="fp16")
+
+
 def _filled_buffer(steps: int = 40, num_envs: int = 3) -> ReplayBuffer:
     torch.manual_seed(2)
     buf = ReplayBuffer(30 * num_envs, num_envs, 4, 2, verbose=False)

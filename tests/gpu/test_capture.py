@@ -21,14 +21,20 @@ TOLERANCE = {"rtol": 1e-4, "atol": 2e-5}
 fused Adam kernel may pick other reduction orders in a graph."""
 
 
-def _learner(capture: str, n_step: int = 1, obs_dim: int = OBS, action_dim: int = ACT) -> MEow:
+def _learner(
+    capture: str,
+    n_step: int = 1,
+    obs_dim: int = OBS,
+    action_dim: int = ACT,
+    matmul_precision: str = "float32",
+) -> MEow:
     torch.manual_seed(0)
     policy = FlowPolicy(obs_dim, action_dim, alpha=0.05, log_sigma_min=-5.0, log_sigma_max=2.0).cuda()
     with torch.no_grad():  # away from the zero initialisation, so that every term is exercised
         for p in policy.parameters():
             p.add_(0.05 * torch.randn_like(p))
     normalizer = EmpiricalNormalization(obs_dim).cuda()
-    return MEow(policy, normalizer, n_step=n_step, capture=capture)
+    return MEow(policy, normalizer, n_step=n_step, capture=capture, matmul_precision=matmul_precision)
 
 
 def _buffer(num_envs: int = 256, steps: int = 64, nan_reward: bool = False) -> ReplayBuffer:
@@ -93,6 +99,32 @@ def test_compiled_kernels_recorded_in_a_graph_take_the_eager_steps():
     print(f"compiled + graph, batch 1024: max |compiled - eager| = {_max_diff(eager, compiled):.2e}")
     for p, q in zip(eager.policy.parameters(), compiled.policy.parameters(), strict=True):
         assert torch.allclose(p, q, rtol=1e-3, atol=1e-4)  # fused kernels sum in other orders
+
+
+def test_tf32_products_run_captured_as_eager_and_differ_from_float32():
+    buf = _buffer()
+    eager, captured = (
+        _learner("none", matmul_precision="tf32"),
+        _learner("cudagraph", matmul_precision="tf32"),
+    )
+    assert torch.backends.cuda.matmul.fp32_precision == "tf32"
+    for alg in (eager, captured):
+        torch.cuda.manual_seed(7)
+        for _ in range(20):
+            alg.update_from(buf, 4096)
+    full = _learner("none")  # built last: the process's products are full float32 again
+    assert torch.backends.cuda.matmul.fp32_precision == "ieee"
+    torch.cuda.manual_seed(7)
+    for _ in range(20):
+        full.update_from(buf, 4096)
+    torch.cuda.synchronize()
+    print(
+        f"TF32, batch 4096: max |captured - eager| = {_max_diff(eager, captured):.2e}, "
+        f"max |TF32 - float32| = {_max_diff(eager, full):.2e}"
+    )
+    for p, q in zip(eager.policy.parameters(), captured.policy.parameters(), strict=True):
+        assert torch.allclose(p, q, **TOLERANCE)
+    assert _max_diff(eager, full) > 0  # the products did run as TF32
 
 
 def test_captured_act_gives_the_eager_actions():

@@ -27,6 +27,9 @@ SMALL = [
 ]
 
 
+PRECISION_AFTER_RL_GAMES: list[str] = []
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """InvertedPendulum-v5 trained 400 steps by rl-games' Runner and by the core runner."""
@@ -37,6 +40,9 @@ def runs(tmp_path_factory):
         )
         == 0
     )
+    # rl-games' Runner turns TF32 on as it is built; the learner built after it sets MEow's own
+    # algo.matmul_precision (float32 here), so both runners train with the same products
+    PRECISION_AFTER_RL_GAMES.append(torch.get_float32_matmul_precision())
     assert (
         train.main(["--task", "InvertedPendulum-v5", f"runner.log_dir={logs}", "env.eval_envs=0", *SMALL])
         == 0
@@ -76,6 +82,14 @@ def _core_actions(checkpoint: Path, obs: torch.Tensor) -> torch.Tensor:
     )
     alg.load_state_dict(ckpt["learner"])
     return alg.act(obs, deterministic=True)
+
+
+def test_meow_under_rl_games_keeps_its_own_matmul_precision(runs):
+    from rl_games.torch_runner import Runner
+
+    Runner()
+    assert torch.get_float32_matmul_precision() == "high"  # what rl-games sets, were it left alone
+    assert PRECISION_AFTER_RL_GAMES == ["highest"]
 
 
 def test_rl_games_runner_writes_its_layout_with_meows_metrics(runs):

@@ -138,6 +138,8 @@ CASES = [
     ("train", [*MG, "algo.normalize_obs=yes please"], "bad value for 'algo.normalize_obs'"),
     ("train", [*MG, "algo.capture=graph"], "algo.capture=graph is invalid; valid: auto | none | compile"),
     ("train", [*MG, "algo.capture=cudagraph"], "algo.capture=cudagraph needs CUDA, but device=cpu"),
+    ("train", [*MG, "algo.matmul_precision=half"], "algo.matmul_precision=half is invalid; valid: float32"),
+    ("train", [*MG, "algo.matmul_precision=tf32"], "algo.matmul_precision=tf32 needs CUDA"),
     ("train", [*MG, "algo.n_step=0"], "algo.n_step=0 is invalid; valid: an integer >= 1"),
     ("train", [*MG, "algo.n_step=x"], "bad value for 'algo.n_step'"),
     ("train", [*MG, "algo.compile=true"], "was replaced by algo.capture; write algo.capture=compile"),

@@ -96,6 +96,9 @@ def test_a_cpu_rehearsal_runs_every_step_and_writes_one_report(tmp_path):
         (["--device", "cpu", "algo.n_step=0"], "algo.n_step=0 is invalid"),
         (["--device", "cpu", "--profile_batch", "64"], "--profile_batch needs CUDA"),
         (["--profile_batch", "-1"], "--profile_batch -1 is invalid"),
+        (["--device", "cpu", "--matmul_precision", "tf32"], "--matmul_precision tf32 needs CUDA"),
+        (["--matmul_precision", "half"], "--matmul_precision half is invalid; valid: float32, tf32"),
+        (["--device", "cpu", "algo.matmul_precision=tf32"], "is set here with --matmul_precision"),
     ],
 )
 def test_benchmark_update_bad_input_is_one_line(argv, message):

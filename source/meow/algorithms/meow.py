@@ -15,6 +15,10 @@ from meow.storage import TransitionBatch
 CAPTURE_MODES = ("auto", "none", "compile", "cudagraph")
 """``algo.capture``: how the update (and ``act``) run. ``auto`` = cudagraph on CUDA, none on CPU."""
 
+MATMUL_PRECISIONS = ("float32", "tf32")
+"""``algo.matmul_precision``: float32 matrix products in full float32 (the paper), or as TF32 on a
+CUDA GPU's tensor cores (inputs rounded to a 10-bit mantissa, sums in float32)."""
+
 
 class GradientSync(Protocol):
     """Averages the learner's flat gradient over data-parallel ranks, overlapped with backward."""
@@ -48,6 +52,29 @@ def resolve_capture(capture: str, device: torch.device | str) -> str:
             "valid here: none | compile (auto picks none on the CPU)"
         )
     return capture
+
+
+def set_matmul_precision(precision: str, device: torch.device | str) -> None:
+    """Makes this process's float32 matrix products run as ``precision`` says.
+
+    PyTorch's setting is process-wide, and libraries change it: rl-games' ``Runner`` turns TF32 on
+    when it is constructed. The learner sets it once it is built (after any such library), so a
+    run's matrix products follow its config whichever runner drives it. A one-line ValueError if
+    ``precision`` is unknown, or is ``tf32`` off CUDA.
+    """
+    device = torch.device(device)
+    if precision not in MATMUL_PRECISIONS:
+        raise ValueError(
+            f"algo.matmul_precision={precision} is invalid; valid: {' | '.join(MATMUL_PRECISIONS)}"
+        )
+    if precision == "tf32" and device.type != "cuda":
+        raise ValueError(
+            f"algo.matmul_precision=tf32 needs a CUDA device (TF32 runs on its tensor cores), but the "
+            f"learner is on {device}; valid here: float32"
+        )
+    # the one call that sets CUDA's and oneDNN's float32 precision together (setting one of them
+    # alone leaves torch.get_float32_matmul_precision(), which torch.compile reads, raising)
+    torch.set_float32_matmul_precision("high" if precision == "tf32" else "highest")
 
 
 class MEow:
@@ -91,6 +118,8 @@ class MEow:
         capture: ``auto | none | compile | cudagraph`` (see :data:`CAPTURE_MODES`).
         compile_mode: ``torch.compile``'s ``mode`` under ``capture="compile"`` (None: its default;
             scripts/benchmark_update.py measures the others).
+        matmul_precision: ``float32 | tf32`` (see :data:`MATMUL_PRECISIONS`), set process-wide
+            by :func:`set_matmul_precision` when the learner is built.
         grad_sync: averages the gradient over data-parallel ranks between the backward pass and
             clipping, overlapped with the backward pass where it can (a :class:`GradientSync`,
             e.g. :meth:`meow.distributed.DistContext.gradient_sync`); it is attached to the
@@ -110,11 +139,14 @@ class MEow:
         capture: str = "none",
         compile_mode: str | None = None,
         grad_sync: GradientSync | None = None,
+        matmul_precision: str = "float32",
     ) -> None:
         if n_step < 1:
             raise ValueError(f"algo.n_step={n_step} is invalid; valid: an integer >= 1")
         self.device = policy.alpha.device
         self.capture = resolve_capture(capture, self.device)
+        set_matmul_precision(matmul_precision, self.device)
+        self.matmul_precision = matmul_precision
         # On CUDA the update also runs as one CUDA graph under compile (of the compiled kernels:
         # compiled but launched one by one it stays launch-bound), unless torch.compile's own
         # CUDA-graph mode is asked for.

@@ -148,6 +148,7 @@ class OffPolicyRunner:
             grad_clip=a.grad_clip,
             n_step=a.n_step,
             capture=a.capture,
+            matmul_precision=a.matmul_precision,
             grad_sync=dist.gradient_sync() if dist is not None else None,
         )
         self.buffer = ReplayBuffer(
