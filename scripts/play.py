@@ -108,7 +108,7 @@ def play_rl_games(cfg, checkpoint: str, episodes: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from meow.config import ConfigError, check_device, config_from_checkpoint
+    from meow.config import ConfigError, check_device, config_from_checkpoint, evaluation_overrides
     from meow.envs import EnvKindError, get_kind, make_env_from_config
     from meow.export import DeterministicPolicy, export_onnx, export_torchscript
     from meow.runners import CheckpointError, OffPolicyRunner, read_checkpoint
@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         ckpt = read_checkpoint(args.checkpoint, map_location=args.device)
         run_dir = Path(ckpt["path"]).parent
         overrides = [f"device={args.device}", f"seed={args.seed}", "runner.progress=false"]
+        overrides += evaluation_overrides(ckpt["config"], args.device)
         overrides.append(f"runner.eval_mode={args.eval_mode or 'both'}")
         kind = get_kind(ckpt["config"]["env"]["kind"])
         # Kinds with one simulation per process evaluate in the environment they create (and

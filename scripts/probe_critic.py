@@ -59,12 +59,13 @@ def probe(path: str, samples: int, seed: int) -> dict[str, float]:
     """The figures of one checkpoint (see the module docstring)."""
     import torch
 
-    from meow.config import config_from_checkpoint
+    from meow.config import config_from_checkpoint, evaluation_overrides
     from meow.envs import make_env_from_config
     from meow.runners import CheckpointError, OffPolicyRunner, read_checkpoint
 
     ckpt = read_checkpoint(path)
-    overrides = ["device=cpu", "env.eval_envs=0", "algo.capture=none", "runner.progress=false"]
+    overrides = ["device=cpu", *evaluation_overrides(ckpt["config"], "cpu"), "env.eval_envs=0"]
+    overrides += ["algo.capture=none", "runner.progress=false"]
     cfg = config_from_checkpoint(ckpt["config"], overrides)
     if not cfg.runner.save_buffer:
         raise CheckpointError(f"{ckpt['path']} was written with runner.save_buffer=false: no replay data")

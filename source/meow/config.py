@@ -280,6 +280,25 @@ def config_from_checkpoint(saved: dict, overrides: list[str] | tuple[str, ...] =
     return _finish(cfg, overrides)
 
 
+def evaluation_overrides(saved: dict, device: str) -> list[str]:
+    """Overrides that let a checkpoint's config run on ``device`` without training it.
+
+    How the update ran is the training machine's business: a run trained with
+    ``algo.capture=cudagraph`` or ``algo.matmul_precision=tf32`` on a GPU is evaluated on a CPU
+    with eager execution and float32 products. (Resuming training on another device keeps the
+    one-line errors: there the user says what the update should do.)
+    """
+    if torch.device(device).type == "cuda":
+        return []
+    algo = saved.get("algo", {})
+    out = []
+    if algo.get("capture") == "cudagraph":
+        out.append("algo.capture=auto")
+    if algo.get("matmul_precision") == "tf32":
+        out.append("algo.matmul_precision=float32")
+    return out
+
+
 # Settings added since the first checkpoint format, with the value that keeps an older run's behaviour.
 _ADDED_RUNNER_KEYS = {
     "keep_checkpoints": 0,

@@ -175,3 +175,31 @@ def test_a_wall_clock_budget_ends_the_run_as_if_it_had_reached_its_steps(tmp_pat
     assert torch.load(ckpt, weights_only=False)["global_step"] == step
     assert train.main(["--task", "MultiGoal", "--max_minutes", "-1"]) == 2
     assert "runner.max_minutes=-1.0 is invalid" in capsys.readouterr().err
+
+
+def test_a_gpu_runs_checkpoint_plays_on_the_cpu_and_resumes_only_when_told_how(tmp_path, capsys):
+    """A checkpoint as a GPU run with a captured TF32 update saves it: play.py evaluates it on the
+    CPU (no update runs there), while resuming its training on the CPU asks what to change."""
+    logs = tmp_path / "logs"
+    assert train.main(["--task", "MultiGoal", "--total_steps", "100", f"runner.log_dir={logs}", *SMALL]) == 0
+    (run,) = _run_dirs(logs)
+    ckpt = torch.load(run / "model_100.pt", weights_only=False)
+    ckpt["config"]["device"] = "cuda:0"
+    ckpt["config"]["algo"].update(capture="cudagraph", matmul_precision="tf32")
+    gpu_run = tmp_path / "gpu_run"
+    gpu_run.mkdir()
+    torch.save(ckpt, gpu_run / "model_100.pt")
+    capsys.readouterr()
+
+    assert play.main([str(gpu_run / "model_100.pt"), "--episodes", "2"]) == 0
+    assert "over 2 episodes" in capsys.readouterr().out
+    assert torch.get_float32_matmul_precision() == "highest"
+
+    resume = ["--resume", str(gpu_run / "model_100.pt"), "--total_steps", "150", "device=cpu"]
+    assert train.main(resume) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "algo.capture=cudagraph needs CUDA, but device=cpu" in err
+    assert train.main([*resume, "algo.capture=auto"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "algo.matmul_precision=tf32 needs CUDA" in err
+    assert train.main([*resume, "algo.capture=auto", "algo.matmul_precision=float32"]) == 0
