@@ -280,23 +280,36 @@ def config_from_checkpoint(saved: dict, overrides: list[str] | tuple[str, ...] =
     return _finish(cfg, overrides)
 
 
+CUDA_ONLY_ALGO = {
+    "capture": (
+        "cudagraph",
+        "",
+        "auto",
+        "auto | none | compile (auto picks cudagraph on CUDA, none on the CPU)",
+    ),
+    "matmul_precision": ("tf32", " (TF32 runs on its tensor cores)", "float32", "float32"),
+}
+"""``algo`` settings with a value that needs CUDA: key -> (that value, why, what evaluating
+elsewhere uses instead, what is valid on the CPU). :func:`validate` refuses them off CUDA;
+:func:`evaluation_overrides` replaces them there."""
+
+
 def evaluation_overrides(saved: dict, device: str) -> list[str]:
     """Overrides that let a checkpoint's config run on ``device`` without training it.
 
-    How the update ran is the training machine's business: a run trained with
-    ``algo.capture=cudagraph`` or ``algo.matmul_precision=tf32`` on a GPU is evaluated on a CPU
-    with eager execution and float32 products. (Resuming training on another device keeps the
-    one-line errors: there the user says what the update should do.)
+    How the update ran is the training machine's business: a run trained with a CUDA-only
+    setting (:data:`CUDA_ONLY_ALGO`) on a GPU is evaluated on a CPU with eager execution and
+    float32 products. (Resuming training on another device keeps the one-line errors: there the
+    user says what the update should do.)
     """
     if torch.device(device).type == "cuda":
         return []
     algo = saved.get("algo", {})
-    out = []
-    if algo.get("capture") == "cudagraph":
-        out.append("algo.capture=auto")
-    if algo.get("matmul_precision") == "tf32":
-        out.append("algo.matmul_precision=float32")
-    return out
+    return [
+        f"algo.{key}={instead}"
+        for key, (cuda_only, _, instead, _) in CUDA_ONLY_ALGO.items()
+        if algo.get(key) == cuda_only
+    ]
 
 
 # Settings added since the first checkpoint format, with the value that keeps an older run's behaviour.
@@ -428,16 +441,11 @@ def validate(cfg: DictConfig) -> None:
         f"at most the replay's steps per env, buffer.capacity / env.num_envs = {per_env}",
     )
     device = check_device(cfg.device)
-    if a.capture == "cudagraph" and device.type != "cuda":
-        raise ConfigError(
-            f"algo.capture=cudagraph needs CUDA, but device={cfg.device}; valid on the CPU: "
-            "auto | none | compile (auto picks cudagraph on CUDA, none on the CPU)"
-        )
-    if a.matmul_precision == "tf32" and device.type != "cuda":
-        raise ConfigError(
-            f"algo.matmul_precision=tf32 needs CUDA (TF32 runs on its tensor cores), but "
-            f"device={cfg.device}; valid on the CPU: float32"
-        )
+    for key, (cuda_only, why, _, valid) in CUDA_ONLY_ALGO.items():
+        if a[key] == cuda_only and device.type != "cuda":
+            raise ConfigError(
+                f"algo.{key}={cuda_only} needs CUDA{why}, but device={cfg.device}; valid on the CPU: {valid}"
+            )
 
 
 def _resolve_auto_device(cfg: DictConfig) -> None:

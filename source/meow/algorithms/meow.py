@@ -146,7 +146,6 @@ class MEow:
         self.device = policy.alpha.device
         self.capture = resolve_capture(capture, self.device)
         set_matmul_precision(matmul_precision, self.device)
-        self.matmul_precision = matmul_precision
         # On CUDA the update also runs as one CUDA graph under compile (of the compiled kernels:
         # compiled but launched one by one it stays launch-bound), unless torch.compile's own
         # CUDA-graph mode is asked for.
