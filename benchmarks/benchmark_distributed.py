@@ -1,10 +1,10 @@
 """Scale-out of data-parallel training: env steps per second summed over ranks, 1 rank vs N ranks.
 
-    python scripts/benchmark_distributed.py                          # MultiGoal, 1 vs 2 gloo ranks on the CPU
-    python scripts/benchmark_distributed.py --task InvertedPendulum-v5 --ranks 1 2
-    python scripts/benchmark_distributed.py --device cuda --ranks 1  # the 1-GPU figure
-    python scripts/benchmark_distributed.py --repeats 3              # alternate 1 and 2 ranks 3 times
-    python scripts/benchmark_distributed.py --grad_sync default gloo gloo-buckets  # gradient sums
+    python benchmarks/benchmark_distributed.py                          # MultiGoal, 1 vs 2 gloo ranks on the CPU
+    python benchmarks/benchmark_distributed.py --task InvertedPendulum-v5 --ranks 1 2
+    python benchmarks/benchmark_distributed.py --device cuda --ranks 1  # the 1-GPU figure
+    python benchmarks/benchmark_distributed.py --repeats 3              # alternate 1 and 2 ranks 3 times
+    python benchmarks/benchmark_distributed.py --grad_sync default gloo gloo-buckets  # gradient sums
 
 Each world size runs as its own ``torchrun --standalone`` job of this script, one after the other
 in this one invocation, with one torch thread per rank (``OMP_NUM_THREADS=1``, ``torch_threads=1``).
@@ -28,8 +28,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "source"))
 
 RESULT_PREFIX = "[benchmark_distributed] result "
 GRAD_SYNC = ("default", "gloo", "gloo-buckets")

@@ -1,9 +1,9 @@
 """Env-steps/s of MEow training on an Isaac Lab task next to Isaac Lab's own rsl_rl PPO, or
 next to MEow run through rl-games (the adapter's cost).
 
-    ./isaaclab.sh -p scripts/benchmark_isaac.py --task Isaac-Ant --num_envs 64 --device cpu
-    ./isaaclab.sh -p scripts/benchmark_isaac.py --task Isaac-Ant --num_envs 4096 --device cuda:0
-    ./isaaclab.sh -p scripts/benchmark_isaac.py --task Isaac-Ant --against rl_games
+    ./isaaclab.sh -p benchmarks/benchmark_isaac.py --task Isaac-Ant --num_envs 64 --device cpu
+    ./isaaclab.sh -p benchmarks/benchmark_isaac.py --task Isaac-Ant --num_envs 4096 --device cuda:0
+    ./isaaclab.sh -p benchmarks/benchmark_isaac.py --task Isaac-Ant --against rl_games
 
 Both run on the same task, env count, device and machine, one after the other, in fresh
 processes: MEow through scripts/train.py, PPO through Isaac Lab's own ``isaaclab train
@@ -26,8 +26,6 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "source"))
 
 from meow.utils.cli import ArgumentParser, at_least
 

@@ -1,10 +1,10 @@
 """Training-loop throughput: MEow's OffPolicyRunner against Stable-Baselines3's SAC.
 
-    python scripts/benchmark_throughput.py                          # Hopper-v5, 3000 timed steps
-    python scripts/benchmark_throughput.py --repeats 3 --threads 1
-    python scripts/benchmark_throughput.py --compile --repeats 1 --out bench.json
-    python scripts/benchmark_throughput.py --compile algo.q_dropout=shared      # MEow config overrides
-    python scripts/benchmark_throughput.py --compile --flops     # and each step's matrix-product floor
+    python benchmarks/benchmark_throughput.py                          # Hopper-v5, 3000 timed steps
+    python benchmarks/benchmark_throughput.py --repeats 3 --threads 1
+    python benchmarks/benchmark_throughput.py --compile --repeats 1 --out bench.json
+    python benchmarks/benchmark_throughput.py --compile algo.q_dropout=shared      # MEow config overrides
+    python benchmarks/benchmark_throughput.py --compile --flops     # and each step's matrix-product floor
 
 Both contenders run one environment and one gradient update of batch 256 per env step,
 on the config's device, with the same torch thread count, in this one process. Each first
@@ -33,8 +33,6 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "source"))
 
 import torch
 

@@ -1,8 +1,8 @@
 """Milliseconds per MEow update by capture mode and batch size, beside the floor, and the pipeline ceiling.
 
-    python scripts/benchmark_update.py                                  # this machine's GPU, else CPU
-    python scripts/benchmark_update.py --device cpu --threads 1 --batches 256,1024,4096
-    python scripts/benchmark_update.py --pipeline --num_envs 4096 --out update.json
+    python benchmarks/benchmark_update.py                                  # this machine's GPU, else CPU
+    python benchmarks/benchmark_update.py --device cpu --threads 1 --batches 256,1024,4096
+    python benchmarks/benchmark_update.py --pipeline --num_envs 4096 --out update.json
 
 The table: for each batch size, one full update (sampling from a device-resident replay buffer,
 loss, backward, grad-norm clip, Adam, Polyak) in every capture mode, and the floor, a bare
@@ -30,8 +30,6 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "source"))
 
 import torch
 
@@ -127,7 +125,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             f"--profile_batch {args.profile_batch} is invalid; valid: an integer >= 1, or 0 for none"
         )
     if args.profile_batch and not cuda:
-        parser.error("--profile_batch needs CUDA; on the CPU, scripts/profile_loop.py profiles the update")
+        parser.error("--profile_batch needs CUDA; on the CPU, benchmarks/profile_loop.py profiles the update")
     for name in ("obs_dim", "action_dim", "n_step", "num_envs", "pipeline_steps"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} {getattr(args, name)} is invalid; valid: an integer >= 1")

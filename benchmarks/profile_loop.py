@@ -1,8 +1,8 @@
 """Where a training step's time goes: the Hopper loop (one env, one update per step) phase by phase.
 
-    python scripts/profile_loop.py                                  # Hopper-v5, eager, one thread
-    python scripts/profile_loop.py --capture compile --steps 500
-    python scripts/profile_loop.py --task Walker2d-v5 --batch_size 256 --out profile.json
+    python benchmarks/profile_loop.py                                  # Hopper-v5, eager, one thread
+    python benchmarks/profile_loop.py --capture compile --steps 500
+    python benchmarks/profile_loop.py --task Walker2d-v5 --batch_size 256 --out profile.json
 
 After --warmup random steps (and, under compile, --burnin untimed learning steps that absorb the
 compilation), --steps learning steps run the same work as the OffPolicyRunner's loop, in its order
@@ -22,8 +22,6 @@ import os
 import sys
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "source"))
 
 import torch
 

@@ -23,8 +23,6 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "source"))
-
 from meow.utils.cli import ArgumentParser, at_least
 
 ALGOS = ("meow", "sac", "ppo")

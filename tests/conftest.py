@@ -13,7 +13,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Tests marked ``gpu`` are collected everywhere and skipped, with the reason, without CUDA."""
     if torch.cuda.is_available():
         return
-    skip = pytest.mark.skip(reason="needs a CUDA GPU (none is visible); scripts/gpu_check.py runs these")
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (none is visible); tools/gpu_check.py runs these")
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)

@@ -1,4 +1,5 @@
-"""Imports the command-line scripts under scripts/ as modules, for the tests that call their main()."""
+"""Imports the command-line files of scripts/, benchmarks/ and tools/ as modules, for the tests that
+call their main()."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ from types import ModuleType
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_script(name: str) -> ModuleType:
-    """``scripts/<name>.py`` as a module (loaded once per test session)."""
-    module_name = f"meow_script_{name}"
+def load_script(name: str, folder: str = "scripts") -> ModuleType:
+    """``<folder>/<name>.py`` as a module (loaded once per test session)."""
+    module_name = f"meow_{folder}_{name}"
     if module_name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(module_name, ROOT / "scripts" / f"{name}.py")
+        spec = importlib.util.spec_from_file_location(module_name, ROOT / folder / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module
         spec.loader.exec_module(module)

@@ -95,6 +95,7 @@ def test_a_sac_run_killed_mid_way_leaves_loadable_checkpoints_and_resumes_its_cu
 
     from meow.baselines import SAC_FORMAT
     from meow.runners.checkpoint import safe_load
+    from meow.utils.curves import read_run
 
     run = tmp_path / "sac"
     args = ["--task", "InvertedPendulum-v5", "--algo", "sac", "--run_dir", str(run), "--total_steps", "1500"]
@@ -117,7 +118,7 @@ def test_a_sac_run_killed_mid_way_leaves_loadable_checkpoints_and_resumes_its_cu
     capsys.readouterr()
     assert train.main(["--resume", str(run), "--run_dir", str(run)]) == 0
     assert f"resumed {run / f'model_{saved[-1]}.pt'} at env step {saved[-1]:,}" in capsys.readouterr().out
-    curves = load_script("compare").read_run(run)
+    curves = read_run(run)
     assert curves["eval/return_mean"].steps == [500.0, 1000.0, 1500.0]
     assert curves["eval/stochastic_return_mean"].steps == [500.0, 1000.0, 1500.0]
     assert curves["charts/SPS"].steps == [250.0 * k for k in range(1, 7)]

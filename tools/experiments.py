@@ -1,10 +1,10 @@
 """Run a grid of experiments (tasks x methods x seeds) as background processes, across sessions.
 
-    python scripts/experiments.py run experiments/mujoco.yaml             # starts, returns
-    python scripts/experiments.py run experiments/mujoco.yaml --wait      # blocks, prints progress
-    python scripts/experiments.py status experiments/mujoco.yaml
-    python scripts/experiments.py stop experiments/mujoco.yaml            # runs save a checkpoint
-    python scripts/experiments.py report experiments/mujoco.yaml --out docs/results/mujoco
+    python tools/experiments.py run experiments/mujoco.yaml             # starts, returns
+    python tools/experiments.py run experiments/mujoco.yaml --wait      # blocks, prints progress
+    python tools/experiments.py status experiments/mujoco.yaml
+    python tools/experiments.py stop experiments/mujoco.yaml            # runs save a checkpoint
+    python tools/experiments.py report experiments/mujoco.yaml --out docs/results/mujoco
 
 Every run has a fixed directory ``<out>/<name>/<task>/<method>/seed<k>`` (TensorBoard events,
 checkpoints, ``train.log``). ``run`` skips the runs that finished (``done.json``, written only
@@ -32,10 +32,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "source"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # compare.py, also when imported by the tests
-
 from meow.utils.cli import ArgumentParser, at_least
+from meow.utils.curves import Curve, plot, read_run
 
 ROOT = Path(__file__).resolve().parents[1]
 _CHECKPOINT = re.compile(r"model_(\d+)\.pt$")
@@ -220,8 +218,6 @@ def read_archive(path: Path) -> dict[tuple[str, str, int], dict]:
         GridError: the file exists but is not a report's CSV.
     """
     import csv
-
-    from compare import Curve
 
     if not path.is_file():
         return {}
@@ -584,7 +580,6 @@ class RunState:
 
 def run_state(run: Run) -> RunState:
     """The run's state from its directory: marker, pid, checkpoints and logged scalars."""
-    from compare import read_run
 
     curves = read_run(run.dir) if run.dir.is_dir() else {}
     logged = last_step(curves)
@@ -703,7 +698,6 @@ def report(grid: Grid, out: Path, steps: list[int]) -> int:
     import csv
 
     import numpy as np
-    from compare import Curve, plot, read_run
 
     # Each run's curves from its directory, or from the archive where that holds it further (a
     # run finished on another machine); read in full before anything is written, as ``out`` may
@@ -774,7 +768,7 @@ def report(grid: Grid, out: Path, steps: list[int]) -> int:
     lines = [
         f"# {grid.name}: returns at given env steps",
         "",
-        f"Generated {_now()} by `python scripts/experiments.py report {grid.path} --out {out}`.",
+        f"Generated {_now()} by `python tools/experiments.py report {grid.path} --out {out}`.",
         f"Grid: {len(grid.seeds)} seeds ({', '.join(map(str, grid.seeds))}), "
         f"{grid.steps:,} env steps per run, "
         f"evaluation every {grid.eval_interval:,} env steps on {grid.eval_episodes} episodes.",
@@ -920,7 +914,7 @@ def cmd_run(grid: Grid, jobs: int, wait: bool) -> int:
     # Written here too, so that a `status` right after this returns sees the scheduler.
     _write_json(grid.root / "scheduler.pid", {"pid": proc.pid, "jobs": jobs, "started": _now()})
     print(f"[experiments] scheduler pid {proc.pid}, log {grid.root / 'scheduler.log'}")
-    print(f"[experiments] progress: python scripts/experiments.py status {grid.path}")
+    print(f"[experiments] progress: python tools/experiments.py status {grid.path}")
     return 0
 
 

@@ -1,7 +1,7 @@
 """The multi-goal picture: MEow's samples and exact soft V next to Stable-Baselines3 SAC's samples.
 
-    python scripts/multigoal_picture.py                       # published budget: 4,000 env steps, seed 1
-    python scripts/multigoal_picture.py --steps 12000 --seed 2 --out /tmp/mg.png --json /tmp/mg.json
+    python tools/multigoal_picture.py                       # published budget: 4,000 env steps, seed 1
+    python tools/multigoal_picture.py --steps 12000 --seed 2 --out /tmp/mg.png --json /tmp/mg.json
 
 Trains MEow on the MultiGoal task with its published settings (tasks/multigoal.yaml, through the
 OffPolicyRunner) and SB3 SAC on the same point mass (through the Gymnasium view
@@ -32,8 +32,6 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "source"))
 
 from meow.utils.cli import ArgumentParser, at_least
 

@@ -1,7 +1,7 @@
 """Where a trained MEow critic's soft values come from, on the run's own replay data.
 
-    python scripts/probe_critic.py logs/experiments/mujoco/Walker2d-v5/meow/seed1
-    python scripts/probe_critic.py RUN_A/model_100000.pt RUN_B --samples 8192 --json probe.json
+    python tools/probe_critic.py logs/experiments/mujoco/Walker2d-v5/meow/seed1
+    python tools/probe_critic.py RUN_A/model_100000.pt RUN_B --samples 8192 --json probe.json
 
 MEow's soft Q of each shift head is ``alpha * (-|u|^2/2 + energy + b_k(s))`` and its soft V is
 ``alpha * (d/2 log 2pi - sum log sigma(s) + b_k(s))`` (docs/ALGORITHM.md): when the critic
@@ -22,8 +22,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "source"))
 
 from meow.utils.cli import ArgumentParser, at_least
 

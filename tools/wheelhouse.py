@@ -1,22 +1,23 @@
-"""Carry this project's Python dependencies to a machine with no network, in parts of bounded size.
+"""Carry this project's Python dependencies as wheels to a machine with no network.
 
-    python3.12 scripts/wheelhouse.py build .wheelhouse --isaaclab        # here: resolve, download, split
-    python3 scripts/wheelhouse.py assemble part-01 part-02 ... --out wheels   # there: join, check sha256
-    python3 scripts/wheelhouse.py install wheels                          # there: pip install --no-index
+    python3.12 tools/wheelhouse.py build .wheelhouse --isaaclab       # here: resolve and download
+    python3 .wheelhouse/part-01/wheelhouse.py assemble .wheelhouse/part-* --out wheels   # there: check sha256
+    python3 .wheelhouse/part-01/wheelhouse.py install wheels          # there: pip install --no-index
 
-The target is a CUDA machine whose Python 3.12 already holds PyTorch and a large scientific stack
-(``IMAGE_PACKAGES``). ``build`` resolves the project's dependencies (``pyproject.toml``; with
-``--isaaclab`` also ``exts/meow_isaac``'s and Isaac Lab 3.0's) in a clean resolution of pip, keeps
-what the target lacks, downloads wheels for CPython 3.12 on manylinux x86-64 (a pure-Python
-package published only as an sdist is built into a ``py3-none-any`` wheel here), then splits every
-wheel into ``NAME.partNNN`` files of at most ``--part-size`` bytes and groups them into folders
-``part-01/``, ``part-02/``, ... of at most that size each, every one holding a copy of
-``manifest.json`` (names, sizes and sha256 of whole files and of parts) and of this script. The
-``core`` group (what ``meow`` needs: omegaconf, gymnasium, ...) comes first and alone in its
-folders; the ``isaaclab`` group follows. ``assemble`` joins the parts of every group it is given a
-part of, checks each part and each file against the manifest and stops at the first missing or
-damaged one; ``install`` installs the assembled wheels with ``pip --no-index --no-deps`` and runs
-``pip check``. ``pack`` splits an existing folder of files the same way (one group per folder).
+The target is a Linux x86-64 machine with CPython 3.12 and PyTorch already installed (PyTorch and
+NVIDIA's CUDA libraries are never carried). ``build`` resolves the project's dependencies
+(``pyproject.toml``; with ``--isaaclab`` also ``exts/meow_isaac``'s and Isaac Lab 3.0's) in a clean
+resolution of pip, leaves out what the target already has (``--have``: its ``pip freeze``),
+downloads wheels for CPython 3.12 on manylinux x86-64 (a pure-Python package published only as an
+sdist is built into a ``py3-none-any`` wheel here) and writes one folder per group, ``part-01/``,
+``part-02/``, ..., each holding a copy of ``manifest.json`` (names, sizes and sha256 of every file)
+and of this script. The ``core`` group (what ``meow`` needs: omegaconf, gymnasium, ...) comes first
+and alone; the ``isaaclab`` groups follow. With ``--part-size SIZE`` every wheel is cut into
+``NAME.partNNN`` files and every folder holds at most SIZE bytes, for a medium or a transfer that
+limits the size of a file or a copy. ``assemble`` joins the parts of every group it is given a part
+of, checks each part and each file against the manifest and stops at the first missing or damaged
+one; ``install`` installs the assembled wheels with ``pip --no-index --no-deps`` and runs ``pip
+check``. ``pack`` does the same for a folder of files you already have (one group per folder).
 
 Standard library only: the same file runs here (Python 3.11+) and on the target.
 """
@@ -39,50 +40,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = "manifest.json"
 FORMAT = 1
-DEFAULT_PART_SIZE = "58M"
-"""One folder per transfer: the device tool moves at most 64 MiB a call, the checkout (about 5 MiB)
-included, so a folder of 58 MiB travels with it."""
 DEFAULT_TORCH = "2.11.0"
 """The target's PyTorch: pinned during resolution so every other package is chosen to work with it."""
 ISAACLAB_SPEC = "isaaclab==3.0.*"
 """The Isaac Lab release the extension is tested with (``scripts/setup.sh`` installs the same)."""
-RUNTIME_TRACE = ROOT / "scripts" / "isaaclab_runtime.json"
+RUNTIME_TRACE = ROOT / "tools" / "isaaclab_runtime.json"
 """What training and benchmarking the Isaac tasks really imported (``trace``; docs/GPU.md): with
 ``--isaaclab`` the Isaac Lab packages named there form the ``isaaclab`` group, the rest of what Isaac
-Lab declares (open3d, ...) the ``isaaclab-rest`` group, which a GPU check need not carry."""
+Lab declares (open3d, ...) the ``isaaclab-rest`` group, which training the Isaac tasks does not need."""
 VIDEO_ONLY = frozenset({"moviepy"})
 """Requirements that only record videos (and need sdists or ffmpeg); left out of the wheelhouse."""
 MAX_GLIBC_MINOR = 35
 """Newest manylinux_2_N accepted. Isaac Lab 3.0 needs 2.35 (omniverseclient and open3d publish only
 manylinux_2_35 wheels); the core group needs no more than 2.28, as PyTorch 2.11 itself."""
 _LEGACY_MANYLINUX = {"manylinux1": 5, "manylinux2010": 12, "manylinux2014": 17}
-
-# The package names (PEP 503 normalized) of the GPU machine's Python at /opt/torch/.venv
-# (torch 2.11.0+cu130), as listed on 2026-11-17. They are resolved but not carried.
-_IMAGE_NAMES = """
-absl-py accelerate aiofiles aiohappyeyeballs aiohttp aiosignal annotated-doc anyio attrs botorch build
-certifi charset-normalizer chex click cloudpickle cmake colorama contourpy coverage cuda-bindings cuda-core
-cuda-pathfinder cuda-toolkit cupy-cuda13x cycler cython diffrax e3nn einops equinox etils execnet filelock
-flatbuffers flax fonttools formulaic frozenlist fsspec gpytorch grpcio h11 h5py hf-xet httpcore httpx
-huggingface-hub humanize hypothesis idna imageio iniconfig interface-meta jax jax-cuda13-pjrt
-jax-cuda13-plugin jaxlib jaxtyping jinja2 joblib kiwisolver lazy-loader lightning lightning-utilities
-linear-operator lineax llvmlite lxml markdown markdown-it-py markupsafe matplotlib mdurl meson ml-dtypes
-mpi4py mpmath msgpack multidict multipledispatch mypy-extensions nanobind narwhals networkx ninja numba
-numba-cuda numpy numpyro nvidia-cublas nvidia-cuda-cupti nvidia-cuda-nvrtc nvidia-cuda-runtime
-nvidia-cudnn-cu13 nvidia-cufft nvidia-cufile nvidia-curand nvidia-cusolver nvidia-cusparse
-nvidia-cusparselt-cu13 nvidia-ml-py nvidia-nccl-cu13 nvidia-nvjitlink nvidia-nvshmem-cu13 nvidia-nvtx onnx
-onnx-ir onnxruntime onnxscript opencv-python-headless optax opt-einsum opt-einsum-fx optimistix
-orbax-checkpoint packaging pandas pathspec patsy peft pillow pip pluggy portalocker prometheus-client
-propcache protobuf psutil pyarrow pybind11 py-cpuinfo pygments pyparsing pyproject-hooks pyre-extensions
-pytest pytest-benchmark pytest-cov pytest-mock pytest-timeout pytest-xdist python-dateutil
-pytorch-lightning pyyaml regex requests rich sacrebleu safetensors scikit-build-core scikit-image
-scikit-learn scipy seaborn sentencepiece sentence-transformers setuptools shellingham simplejson six
-sortedcontainers statsmodels sympy tabulate tensorboard tensorboard-data-server tensorstore threadpoolctl
-tifffile tiktoken timm tokenizers toolz torch torchaudio torchdiffeq torch-geometric torchmetrics
-torchvision tqdm transformers treescope triton typer typing-extensions typing-inspect urllib3 uvloop
-wadler-lindig werkzeug wheel wrapt xarray xxhash yarl zipp
-"""
-IMAGE_PACKAGES = frozenset(_IMAGE_NAMES.split())
 
 
 class WheelhouseError(Exception):
@@ -112,8 +83,10 @@ def wheel_distribution(filename: str) -> str:
     return normalize(filename.split("-")[0])
 
 
-def parse_size(text: str) -> int:
-    """Bytes of ``123``, ``64K``, ``60M``, ``60MiB`` or ``1G`` (binary units)."""
+def parse_size(text: str | None) -> int | None:
+    """Bytes of ``123``, ``64K``, ``60M``, ``60MiB`` or ``1G`` (binary units); None stays None (no split)."""
+    if text is None:
+        return None
     match = re.fullmatch(r"\s*(\d+)\s*([KMG]?)(?:i?B)?\s*", text, flags=re.IGNORECASE)
     if match is None or int(match.group(1)) == 0:
         raise WheelhouseError(
@@ -210,11 +183,13 @@ def _plan(
     return files, group_folders
 
 
-def pack(groups: dict[str, list[Path]], out: Path, part_size: int, meta: dict | None = None) -> dict:
-    """Splits the files of each group into parts under ``out/part-NN/`` and returns the manifest.
+def pack(groups: dict[str, list[Path]], out: Path, part_size: int | None, meta: dict | None = None) -> dict:
+    """Places the files of each group under ``out/part-NN/`` and returns the manifest.
 
-    Each folder holds its parts, ``manifest.json`` and a copy of this script, and is at most
-    ``part_size`` bytes in total. ``out`` must not exist yet; it appears only when complete.
+    Each folder holds its parts, ``manifest.json`` and a copy of this script. With ``part_size``
+    every file is cut into parts and every folder is at most that many bytes in total; with None
+    each group fills one folder and every file stays whole (one part). ``out`` must not exist yet;
+    it appears only when complete.
     """
     if out.exists():
         raise WheelhouseError(f"{out} already exists; valid: a path that does not exist yet")
@@ -226,7 +201,7 @@ def pack(groups: dict[str, list[Path]], out: Path, part_size: int, meta: dict | 
     # The manifest's own size depends on the plan; grow the space kept for it until it fits.
     reserve = 4096
     while True:
-        capacity = part_size - script_size - reserve
+        capacity = sys.maxsize if part_size is None else part_size - script_size - reserve
         if capacity < 1:
             raise WheelhouseError(
                 f"--part-size {part_size} is too small: each folder also holds manifest.json and "
@@ -244,7 +219,7 @@ def pack(groups: dict[str, list[Path]], out: Path, part_size: int, meta: dict | 
         text = json.dumps(manifest, indent=1)
         # sha256 strings are added below: 64 characters + key per part and file.
         n_hashes = len(files) + sum(len(f["parts"]) for f in files)
-        if len(text) + n_hashes * 90 + 200 <= reserve:
+        if part_size is None or len(text) + n_hashes * 90 + 200 <= reserve:
             break
         reserve = len(text) + n_hashes * 90 + 4096
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
@@ -271,7 +246,9 @@ def pack(groups: dict[str, list[Path]], out: Path, part_size: int, meta: dict | 
                 (tmp / folder / MANIFEST).write_text(text)
                 shutil.copyfile(__file__, tmp / folder / "wheelhouse.py")
                 total = sum(p.stat().st_size for p in (tmp / folder).iterdir())
-                if total > part_size:  # the reserve above makes this unreachable; keep the promise checked
+                if (
+                    part_size is not None and total > part_size
+                ):  # the reserve above makes this unreachable; keep the promise checked
                     raise WheelhouseError(f"internal: folder {folder} is {total} bytes > {part_size}")
         tmp.rename(out)
     except BaseException:
@@ -700,9 +677,9 @@ def resolve(python: str, requirements: list[str], constraints: list[str], work: 
     ]
 
 
-def carried(name: str, image: frozenset[str]) -> bool:
+def carried(name: str, have: frozenset[str]) -> bool:
     """Whether a resolved package travels: not PyTorch, not NVIDIA's, not already on the target."""
-    return not (name == "torch" or name.startswith("nvidia-") or name in image)
+    return not (name == "torch" or name.startswith("nvidia-") or name in have)
 
 
 def download(python: str, items: list[dict], dest: Path, max_glibc_minor: int) -> None:
@@ -794,9 +771,8 @@ def build(args: argparse.Namespace) -> int:
             f"--python {args.python} is not CPython 3.12 on x86-64; valid: a python3.12 like the target's, "
             "since pip resolves for the interpreter it runs in"
         )
-    image = IMAGE_PACKAGES if args.have is None else _read_names(Path(args.have))
-    keep = {normalize(n) for n in args.keep}
-    image = frozenset(image - keep)
+    have = frozenset() if args.have is None else _read_names(Path(args.have))
+    have = frozenset(have - {normalize(n) for n in args.keep})
     groups = project_requirements(args.isaaclab)
     runtime: frozenset[str] | None = None
     runtime_source, runtime_commands = "", []
@@ -820,13 +796,13 @@ def build(args: argparse.Namespace) -> int:
             }
         else:
             core_names = {i["name"] for i in full}
-        travel = [i for i in full if carried(i["name"], image)]
+        travel = [i for i in full if carried(i["name"], have)]
         # Per group, the resolved packages left to the target, for 'install' to look for.
         on_target = {
             group: {
                 i["name"]: i["version"]
                 for i in full
-                if not carried(i["name"], image) and (i["name"] in core_names) == (group == "core")
+                if not carried(i["name"], have) and (i["name"] in core_names) == (group == "core")
             }
             for group in groups
         }
@@ -848,7 +824,7 @@ def build(args: argparse.Namespace) -> int:
         }
         if args.isaaclab:
             meta["runtime"] = {"trace": runtime_source, "commands": runtime_commands}
-        log(f"splitting into folders of at most {human(part_size)}")
+        log("one folder per group" if part_size is None else f"splitting into folders of {human(part_size)}")
         manifest = pack(wheel_groups, out, part_size, meta)
     print_summary(manifest)
     return 0
@@ -873,6 +849,11 @@ def print_summary(manifest: dict) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
+PART_SIZE_HELP = (
+    "cut files and folders to at most this size, e.g. 500M (default: no split, a folder per group)"
+)
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -881,17 +862,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     b = commands.add_parser("build", help="resolve, download and split the dependencies into DIR/part-NN/")
     b.add_argument("dir", metavar="DIR", help="output folder (must not exist yet)")
     b.add_argument("--isaaclab", action="store_true", help="also Isaac Lab 3.0 and meow_isaac's needs")
-    b.add_argument("--part-size", default=DEFAULT_PART_SIZE, help="largest part and folder (default 58M)")
+    b.add_argument("--part-size", help=PART_SIZE_HELP)
     b.add_argument("--python", default=sys.executable, help="CPython 3.12 that resolves (default: this one)")
     b.add_argument("--torch", default=DEFAULT_TORCH, help="the target's torch version (default 2.11.0)")
-    b.add_argument("--have", help="file of package names the target has (default: the GPU image's list)")
+    b.add_argument(
+        "--have", help="file of package names the target already has, e.g. its pip freeze (default: none)"
+    )
     b.add_argument("--keep", action="append", default=[], metavar="NAME", help="carry NAME even if present")
     b.add_argument(
         "--runtime",
         default=str(RUNTIME_TRACE),
         metavar="FILE",
         help="trace whose packages form the isaaclab group, the others isaaclab-rest "
-        "(default scripts/isaaclab_runtime.json)",
+        "(default tools/isaaclab_runtime.json)",
     )
     b.add_argument(
         "--max-glibc",
@@ -903,7 +886,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = commands.add_parser("pack", help="split existing files (one group per folder) into OUT/part-NN/")
     p.add_argument("sources", nargs="+", metavar="SRC", help="folders of files; each is a group")
     p.add_argument("--out", required=True, help="output folder (must not exist yet)")
-    p.add_argument("--part-size", default=DEFAULT_PART_SIZE, help="largest part and folder (default 58M)")
+    p.add_argument("--part-size", help=PART_SIZE_HELP)
     a = commands.add_parser("assemble", help="join part folders into whole files, checking sha256")
     a.add_argument("sources", nargs="+", metavar="SRC", help="part folders (part-01 ...)")
     a.add_argument("--out", required=True, help="folder for the whole files")

@@ -1,7 +1,7 @@
 """The gradient all-reduce of CPU ranks on one host, through shared memory.
 
 gloo's all-reduce costs about a millisecond of fixed overhead per call on a small VM, however
-few the bytes (1.0 ms for one element, 2.5 ms for 160,000, two ranks, scripts/benchmark_distributed.py
+few the bytes (1.0 ms for one element, 2.5 ms for 160,000, two ranks, benchmarks/benchmark_distributed.py
 and docs/RESULTS.md), while a round trip through shared memory costs about a microsecond. Ranks on
 one host therefore exchange the learner's flat gradient through a shared file in ``/dev/shm``:
 

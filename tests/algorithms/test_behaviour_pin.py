@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from pin_scenario import UPDATES, run
 
 PINNED = json.loads((Path(__file__).parent / "data" / "pin_29e6591.json").read_text())

@@ -1,4 +1,4 @@
-"""scripts/benchmark_distributed.py end to end on a tiny setting: one torchrun job per world size
+"""benchmarks/benchmark_distributed.py end to end on a tiny setting: one torchrun job per world size
 and gradient sum, the JSON it writes, and its argument errors."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "scripts" / "benchmark_distributed.py"
+SCRIPT = ROOT / "benchmarks" / "benchmark_distributed.py"
 
 
 def test_one_round_of_each_world_size_and_gradient_sum_is_recorded(tmp_path):

@@ -1,4 +1,4 @@
-"""scripts/benchmark_throughput.py: both contenders measured, figures consistent with each other."""
+"""benchmarks/benchmark_throughput.py: both contenders measured, figures consistent with each other."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "benchmark_throughput.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "benchmark_throughput.py"
 
 
 @pytest.fixture(scope="module")

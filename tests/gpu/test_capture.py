@@ -1,6 +1,6 @@
 """The learner on a CUDA device: the captured update and act against eager execution, n-step
 targets and replay sampling on the device. Collected everywhere, skipped without CUDA;
-``scripts/gpu_check.py`` runs them on a GPU machine."""
+``tools/gpu_check.py`` runs them on a GPU machine."""
 
 from __future__ import annotations
 

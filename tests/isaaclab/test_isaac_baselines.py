@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from script_loader import load_script
 
+from meow.utils.curves import read_run
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -36,13 +38,13 @@ def test_baseline_curves_are_read_from_what_the_libraries_log_as_they_train(base
         events.Reload()
         assert not {t for t in events.Tags()["scalars"] if t.startswith("charts/")}, run
         assert len(list(run.glob("events.out.tfevents.*"))) == 1, run
-        curves = compare.read_run(run)
+        curves = read_run(run)
         assert {"charts/episodic_return", "charts/SPS"} <= set(curves), run
 
 
 def test_ppo_steps_are_env_steps(baseline_runs):
     ppo, _ = baseline_runs
-    curves = compare.read_run(ppo)
+    curves = read_run(ppo)
     iterations = curves["Perf/total_fps"].steps
     assert len(iterations) == 3
     # Ant's rsl_rl: 32 steps per env per iteration, 8 envs
@@ -52,7 +54,7 @@ def test_ppo_steps_are_env_steps(baseline_runs):
 
 def test_sac_steps_are_the_library_s_env_steps(baseline_runs):
     _, sac = baseline_runs
-    curves = compare.read_run(sac / "summaries")
+    curves = read_run(sac / "summaries")
     assert curves["charts/episodic_return"].steps == curves["rewards/step"].steps
     assert curves["charts/episodic_return"].values == curves["rewards/step"].values
 

@@ -1,4 +1,4 @@
-"""scripts/benchmark_isaac.py runs both trainers on a real Isaac task and reports a ratio."""
+"""benchmarks/benchmark_isaac.py runs both trainers on a real Isaac task and reports a ratio."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def test_benchmark_reports_meow_and_ppo_rates(tmp_path):
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env.pop("ISAACSIM_ASSET_ROOT", None)
     env["MEOW_ISAAC_ASSET_CACHE"] = str(tmp_path / "assets")
-    cmd = [sys.executable, str(ROOT / "scripts" / "benchmark_isaac.py"), "--task", "Isaac-Ant-v0"]
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "benchmark_isaac.py"), "--task", "Isaac-Ant-v0"]
     cmd += ["--num_envs", "4", "--meow_iterations", "20", "--ppo_iterations", "3", "--out", str(out)]
     cmd += ["algo.batch_size=64", "torch_threads=1"]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)

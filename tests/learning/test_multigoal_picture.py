@@ -1,5 +1,5 @@
 """The multi-goal picture at the published budget: MEow's samples from the origin reach several
-goals, the PNG is a real image, and SAC's counts are reported (scripts/multigoal_picture.py)."""
+goals, the PNG is a real image, and SAC's counts are reported (tools/multigoal_picture.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from script_loader import load_script
 
 @pytest.mark.slow
 def test_meow_reaches_three_goals_and_the_picture_is_drawn(tmp_path, capsys):
-    picture = load_script("multigoal_picture")
+    picture = load_script("multigoal_picture", "tools")
     out, counts = tmp_path / "figures" / "multigoal.png", tmp_path / "multigoal.json"
     # 4,000 env steps, seed 1, 100 trajectories of up to 100 steps each (the script's defaults);
     # MEow in this process, SAC in a second one

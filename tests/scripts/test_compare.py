@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from script_loader import load_script
 
+from meow.utils.curves import band, read_curve, run_dirs
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -47,11 +49,11 @@ def test_band_is_the_t_interval_of_the_mean(logs):
     import numpy as np
 
     curves = [
-        compare.read_curve(run, "eval/return_mean")
-        for run in compare.run_dirs(str(logs / "a" / "meow/MultiGoal/*"))
+        read_curve(run, "eval/return_mean")
+        for run in run_dirs(str(logs / "a" / "meow/MultiGoal/*"))
     ]
     assert len(curves) == 2
-    grid, mean, half = compare.band(curves, "steps", 5, 0.95)
+    grid, mean, half = band(curves, "steps", 5, 0.95)
     ys = np.stack([np.interp(grid, c.steps, c.values) for c in curves])
     np.testing.assert_allclose(mean, ys.mean(0))
     np.testing.assert_allclose(half, 12.706204736 * ys.std(0, ddof=1) / np.sqrt(2), rtol=1e-6)  # t(0.975, 1)
@@ -69,13 +71,13 @@ def test_the_stochastic_evaluation_is_a_known_tag(logs, tmp_path, capsys):
     with pytest.raises(SystemExit):
         compare.parse_args(["--help"])
     assert "eval/stochastic_return_mean" in " ".join(capsys.readouterr().out.split())
-    run = compare.run_dirs(str(logs / "a" / "meow/MultiGoal/*"))[0]
-    curve = compare.read_curve(run, "eval/stochastic_return_mean")
+    run = run_dirs(str(logs / "a" / "meow/MultiGoal/*"))[0]
+    curve = read_curve(run, "eval/stochastic_return_mean")
     assert curve.steps == [100.0, 200.0, 300.0]
-    assert curve.values != compare.read_curve(run, "eval/return_mean").values
+    assert curve.values != read_curve(run, "eval/return_mean").values
     # a run that evaluates sampled actions only: the default picks that curve, not the training return
     only = tmp_path / "stochastic"
     argv = ["--task", "MultiGoal", f"runner.log_dir={only}", "runner.eval_mode=stochastic", *SMALL]
     assert train.main(argv) == 0
-    (run,) = compare.run_dirs(str(only / "meow/MultiGoal/*"))
-    assert compare.read_curve(run, None).tag == "eval/stochastic_return_mean"
+    (run,) = run_dirs(str(only / "meow/MultiGoal/*"))
+    assert read_curve(run, None).tag == "eval/stochastic_return_mean"

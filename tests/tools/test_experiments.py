@@ -1,4 +1,4 @@
-"""scripts/experiments.py runs a grid of real training processes, across stops and sessions.
+"""tools/experiments.py runs a grid of real training processes, across stops and sessions.
 
 The grid is experiments/smoke.yaml (MEow and SB3 SAC on InvertedPendulum, two seeds) with its
 runs moved into a temporary folder; every run is a real ``scripts/train.py`` process.
@@ -18,9 +18,11 @@ import pytest
 import yaml
 from script_loader import load_script
 
+from meow.utils.curves import read_run
+
 ROOT = Path(__file__).resolve().parents[2]
-experiments, compare = load_script("experiments"), load_script("compare")
-SCRIPT = [sys.executable, str(ROOT / "scripts" / "experiments.py")]
+experiments = load_script("experiments", "tools")
+SCRIPT = [sys.executable, str(ROOT / "tools" / "experiments.py")]
 
 
 def _grid(tmp_path: Path, name: str = "smoke", **changes) -> Path:
@@ -68,12 +70,12 @@ def test_the_smoke_grid_runs_to_completion_and_a_second_run_skips_it(smoke, caps
     for run in runs:
         assert json.loads((run / "done.json").read_text())["steps"] == 1000
         assert (run / "model_1000.pt").is_file() and not (run / "run.pid").exists()
-        curves = compare.read_run(run)
+        curves = read_run(run)
         assert curves["eval/return_mean"].steps == [500.0, 1000.0]
         assert curves["charts/SPS"].steps == [250.0, 500.0, 750.0, 1000.0]
         log = (run / "train.log").read_text()
         assert "torch threads 1" in log or "sac" in run.parts[-2]
-    sac = compare.read_run(runs[2])
+    sac = read_run(runs[2])
     assert sac["eval/stochastic_return_mean"].steps == [500.0, 1000.0]
     # the second `run` finds every run done: no process started, nothing rewritten
     before = {p: p.stat().st_mtime_ns for run in runs for p in run.iterdir()}
@@ -228,7 +230,7 @@ def test_runs_stopped_with_sigterm_resume_from_their_checkpoints_with_a_continuo
         assert f"resumed InvertedPendulum-v5/{method}/seed1 at env step {saved[method]:,}" in log
         assert "resume: " in (run / "train.log").read_text()
         assert len(list(run.glob("events.out.tfevents.*"))) == 2  # one per session
-        curves = compare.read_run(run)
+        curves = read_run(run)
         assert curves["eval/return_mean"].steps == [500.0, 1000.0, 1500.0]
         assert curves["charts/SPS"].steps == [250.0 * k for k in range(1, 7)]
         seconds = curves["charts/SPS"].seconds

@@ -1,4 +1,4 @@
-"""scripts/gpu_check.py and scripts/benchmark_update.py on a machine without a GPU."""
+"""tools/gpu_check.py on a machine without a GPU."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from script_loader import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -17,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_without_a_gpu_it_says_so_and_checks_nothing(tmp_path):
     out = tmp_path / "report.json"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "gpu_check.py"), "--out", str(out)],
+        [sys.executable, str(ROOT / "tools" / "gpu_check.py"), "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -30,10 +31,9 @@ def test_without_a_gpu_it_says_so_and_checks_nothing(tmp_path):
 def test_without_the_isaac_task_files_it_says_what_to_install_before_checking_anything(
     tmp_path, monkeypatch, capsys
 ):
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import gpu_check
-
     from meow.envs import registry
+
+    gpu_check = load_script("gpu_check", "tools")
 
     monkeypatch.setattr(registry, "_installed", dict)  # no package registers a kind
     out = tmp_path / "report.json"
@@ -46,7 +46,7 @@ def test_without_the_isaac_task_files_it_says_what_to_install_before_checking_an
 def test_a_cpu_rehearsal_runs_every_step_and_writes_one_report(tmp_path):
     out = tmp_path / "report.json"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "gpu_check.py"), "--rehearse", "--out", str(out)],
+        [sys.executable, str(ROOT / "tools" / "gpu_check.py"), "--rehearse", "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -83,63 +83,3 @@ def test_a_cpu_rehearsal_runs_every_step_and_writes_one_report(tmp_path):
     (pipeline,) = report["benchmarks"]["pipeline"]
     assert pipeline["mode"] == "none" and pipeline["num_envs"] == 64 and pipeline["updates_per_s"] > 0
     assert "[gpu_check] wrote" in proc.stdout
-
-
-@pytest.mark.parametrize(
-    ("argv", "message"),
-    [
-        (["--modes", "cudagraph", "--device", "cpu"], "--modes cudagraph needs CUDA"),
-        (["--modes", "fast"], "--modes fast is invalid; valid: none, compile"),
-        (["--batches", "0,256"], "'0,256' is invalid; valid: comma-separated integers >= 1"),
-        (["--device", "tpu"], "device=tpu is invalid"),
-        (["--seconds", "0"], "--seconds 0.0 is invalid"),
-        (["--device", "cpu", "algo.n_step=0"], "algo.n_step=0 is invalid"),
-        (["--device", "cpu", "--profile_batch", "64"], "--profile_batch needs CUDA"),
-        (["--profile_batch", "-1"], "--profile_batch -1 is invalid"),
-        (["--device", "cpu", "--matmul_precision", "tf32"], "--matmul_precision tf32 needs CUDA"),
-        (["--matmul_precision", "half"], "--matmul_precision half is invalid; valid: float32, tf32"),
-        (["--device", "cpu", "algo.matmul_precision=tf32"], "is set here with --matmul_precision"),
-    ],
-)
-def test_benchmark_update_bad_input_is_one_line(argv, message):
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "benchmark_update.py"), *argv],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 2
-    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1 and message in proc.stderr
-
-
-def test_lease_steps_keep_the_carried_folders_and_refuse_bad_input(tmp_path):
-    """scripts/gpu_lease.sh from a copy of the checkout: 'keep' copies each carried .wheelhouse
-    folder out of the checkout (a later call's checkout no longer holds it); the errors are one line."""
-    import shutil
-
-    checkout = tmp_path / "checkout"
-    (checkout / "scripts").mkdir(parents=True)
-    shutil.copy(ROOT / "scripts" / "gpu_lease.sh", checkout / "scripts")
-    kept = tmp_path / "in"
-    env = {"PATH": "/usr/bin:/bin", "WHEELHOUSE_IN": str(kept), "PYTHON": sys.executable}
-
-    def lease(*args: str) -> subprocess.CompletedProcess:
-        cmd = ["bash", str(checkout / "scripts" / "gpu_lease.sh"), *args]
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
-
-    r = lease("keep")
-    assert r.returncode == 2 and "no .wheelhouse/part-NN folder" in r.stderr
-    r = lease("isaac")
-    assert r.returncode == 2 and "run 'core' first" in r.stderr
-    r = lease("deploy")
-    assert r.returncode == 2
-    assert r.stderr.strip() == "error: step 'deploy' is invalid; valid: core, keep, isaac"
-    for name in ("part-02", "part-03"):  # one call each, as the device tool carries them
-        shutil.rmtree(checkout / ".wheelhouse", ignore_errors=True)
-        (checkout / ".wheelhouse" / name).mkdir(parents=True)
-        (checkout / ".wheelhouse" / name / "x.part001").write_bytes(name.encode())
-        r = lease("keep")
-        assert r.returncode == 0, r.stderr
-    assert sorted(p.name for p in kept.iterdir()) == ["part-02", "part-03"]
-    assert (kept / "part-02" / "x.part001").read_bytes() == b"part-02"
-    assert "part-02 part-03" in r.stdout

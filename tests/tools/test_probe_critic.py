@@ -1,4 +1,4 @@
-"""scripts/probe_critic.py: the critic's terms on replay data, consistent with MEow's identity."""
+"""tools/probe_critic.py: the critic's terms on replay data, consistent with MEow's identity."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from script_loader import load_script
 
-train, probe = load_script("train"), load_script("probe_critic")
+train, probe = load_script("train"), load_script("probe_critic", "tools")
 SMALL = ["runner.progress=false", "runner.warmup_steps=64", "algo.batch_size=32", "env.eval_envs=0"]
 
 

@@ -1,4 +1,4 @@
-"""scripts/wheelhouse.py: files split into bounded part folders and joined back, offline.
+"""tools/wheelhouse.py: files split into bounded part folders and joined back, offline.
 
 The script runs as a real process, as it does on the target machine; ``build`` needs the network
 and is exercised by hand (docs/GPU.md), everything after the download is covered here.
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "scripts" / "wheelhouse.py"
+SCRIPT = ROOT / "tools" / "wheelhouse.py"
 # Each folder also holds manifest.json and the script (~30 KB), so parts are somewhat smaller.
 PART_SIZE = 256 * 1024
 # Empty, tiny and single-part files in the core group; multi-part files in the other.

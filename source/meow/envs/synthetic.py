@@ -14,7 +14,7 @@ class SyntheticVecEnv:
     ``s' = 0.9 s + 0.1 tanh(W a)``, ``r = -|s'|^2 / obs_dim - 0.1 |a|^2``; each env is cut by
     a time limit after ``horizon`` steps (staggered, so that some end at every step) and
     terminates when ``|s'|`` leaves a ball. Meant for measuring the training pipeline at an
-    Isaac task's shapes (:mod:`scripts.benchmark_update`), not for learning anything.
+    Isaac task's shapes (``benchmarks/benchmark_update.py``), not for learning anything.
 
     Args:
         num_envs: parallel environments.
