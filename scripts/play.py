@@ -143,7 +143,13 @@ def main(argv: list[str] | None = None) -> int:
         cfg.buffer.capacity = 1
         cfg.algo.batch_size = 1
         runner = OffPolicyRunner(cfg, env, eval_env=env)
-        runner.alg.load_state_dict(ckpt["learner"])
+        try:
+            runner.alg.load_state_dict(ckpt.get("learner", {}))
+        except KeyError as err:
+            raise CheckpointError(
+                f"{ckpt['path']} is incomplete: its learner state has no {err} entry; valid: a checkpoint "
+                "written by scripts/train.py"
+            ) from None
     except (
         ConfigError,
         CheckpointError,

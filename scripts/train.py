@@ -66,7 +66,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--max_iterations",
         type=at_least(1),
-        help="train for N vectorized steps (runner.total_steps = N x env.num_envs [x ranks])",
+        help="train for N vectorized steps (runner.total_steps = N x env.num_envs [x ranks]); "
+        "--algo ppo: N rsl_rl iterations, as Isaac Lab counts them",
     )
     parser.add_argument(
         "--max_minutes",
@@ -200,7 +201,7 @@ def prepare(args, dist, started: float):
     counts.
     """
     from meow.baselines import SAC_FORMAT
-    from meow.config import ConfigError, config_from_checkpoint, find_task, load_config
+    from meow.config import ConfigError, config_from_checkpoint, env_steps, find_task, load_config
     from meow.envs import get_kind, make_env_from_config
     from meow.runners import CheckpointError, OffPolicyRunner
     from meow.runners.checkpoint import unfinished_saves
@@ -230,7 +231,8 @@ def prepare(args, dist, started: float):
     if args.run_dir is not None:
         check_run_dir(Path(args.run_dir), Path(ckpt["path"]).parent if ckpt else None)
     if args.max_iterations is not None:
-        cfg.runner.total_steps = args.max_iterations * cfg.env.num_envs * (dist.world_size if dist else 1)
+        world = dist.world_size if dist else 1
+        cfg.runner.total_steps = env_steps(args.max_iterations, cfg.env.num_envs, world)
     if dist is not None:
         dist.configure(cfg)  # cuda:<local_rank>, the rank's seed
     check_creatable_dir(cfg.runner.log_dir, "runner.log_dir")

@@ -40,6 +40,19 @@ def test_a_baseline_the_task_does_not_have_is_a_one_line_error(tmp_path, capsys)
     )
 
 
+def test_an_installed_package_adds_a_baseline_through_its_entry_point(toysim, capsys):
+    """The baseline is found by env kind in the ``meow.baselines`` group, not through the env kind;
+    train.py has turned --max_iterations into runner.total_steps (iterations x env.num_envs) and
+    passes the iterations on as given."""
+    log_dir = toysim / "logs"
+    argv = ["--task", "ToySim", "--algo", "ppo", "--max_iterations", "3", f"runner.log_dir={log_dir}"]
+    assert train.main(argv) == 0
+    assert (log_dir / "ppo" / "ToySim" / "called.txt").read_text() == "12 3 True"
+    assert train.main(["--task", "Hopper-v5", "--algo", "ppo", f"runner.log_dir={log_dir}"]) == 2
+    err = capsys.readouterr().err
+    assert "valid: " in err and "ppo (toysim tasks)" in err and "sac (gymnasium tasks)" in err
+
+
 SAC_SMALL = ["runner.log_interval=250", "runner.eval_interval=500", "env.eval_envs=2", "torch_threads=1"]
 
 

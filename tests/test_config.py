@@ -80,7 +80,7 @@ def test_every_task_file_loads():
         (
             "Hopper-v5",
             ["buffer.capacity=1000", "algo.n_step=2000"],
-            "algo.n_step=2000 is invalid; valid: at most the replay's steps",
+            "algo.n_step=2000 is invalid; valid: an integer >= 1 .* at most the replay's steps per env",
         ),
         (
             "Hopper-v5",
@@ -93,6 +93,19 @@ def test_bad_input_is_a_one_line_error_naming_the_value(task, overrides, message
     with pytest.raises(ConfigError, match=message) as info:
         load_config(task, overrides)
     assert "\n" not in str(info.value)
+
+
+def test_every_float_setting_must_be_finite():
+    """inf passes most bounds (alpha > 0) and NaN fails late in training: both are refused up front,
+    for every float of the schema."""
+    from meow.config import _float_keys
+
+    keys = _float_keys()
+    assert {"algo.lr", "algo.tau", "algo.alpha", "algo.grad_clip", "runner.max_minutes"} <= set(keys)
+    for key in keys:
+        for text, shown in ((".inf", "inf"), ("-.inf", "-inf"), (".nan", "nan")):
+            with pytest.raises(ConfigError, match=rf"^{key}={shown} is invalid; valid: a finite number$"):
+                load_config("Hopper-v5", [f"{key}={text}"])
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
@@ -124,31 +137,6 @@ def test_a_checkpoint_config_from_before_matmul_precision_resumes_in_float32():
     saved = OmegaConf.to_container(load_config("Hopper-v5"))
     del saved["algo"]["matmul_precision"]
     assert config_from_checkpoint(saved).algo.matmul_precision == "float32"
-
-
-@pytest.mark.parametrize("num_envs", [1, 64, 128, 512])
-def test_isaac_tasks_keep_the_papers_rule_at_the_published_env_counts(num_envs):
-    cfg = load_config("Isaac-Ant", [f"env.num_envs={num_envs}", "device=cpu"])
-    assert cfg.algo.batch_size == min(131072 // num_envs, 4096)
-    assert cfg.algo.updates_per_step == 1 and cfg.buffer.capacity == 15000 * num_envs
-
-
-@pytest.mark.parametrize(
-    "task", ["Isaac-Ant", "Isaac-Humanoid", "Isaac-Velocity-Rough-Anymal-C-v0", "Isaac-Reorient-Cube-Allegro"]
-)
-@pytest.mark.parametrize("num_envs", [4096, 16384])
-def test_isaac_large_env_settings_feed_the_learner_and_fit_a_24gb_gpu(task, num_envs):
-    from meow.storage import ReplayBuffer
-
-    cfg = load_config(task, [f"env.num_envs={num_envs}", "device=cpu"])
-    a = cfg.algo
-    drawn = a.batch_size * a.updates_per_step
-    assert drawn >= 8192 and drawn == 8 * num_envs  # 8 samples per env step, the paper's ratio at 128 envs
-    assert a.batch_size <= 16384
-    replay = ReplayBuffer.nbytes_for(cfg.buffer.capacity, cfg.env.obs_dim, cfg.env.action_dim)
-    assert replay <= 8 * 2**30 and cfg.buffer.capacity <= 15000 * num_envs
-    assert cfg.buffer.capacity // num_envs >= 256  # docs/ISAACLAB.md lists the steps kept per env
-    assert cfg.runner.warmup_steps >= a.batch_size
 
 
 def test_checkpoint_config_round_trip_and_frozen_task():

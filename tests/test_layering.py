@@ -1,5 +1,6 @@
 """The core knows no simulator: it imports nothing from meow_isaac, and new env kinds plug in
-through the ``meow.envs`` entry points without any change to it."""
+through the ``meow.envs`` entry points without any change to it. No module of the core or of the
+extension imports, directly or through others, a module that imports it back."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from script_loader import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "source" / "meow"
+SHIPPED = [ROOT / "scripts", ROOT / "benchmarks", ROOT / "tools", CORE, ROOT / "exts" / "meow_isaac"]
+"""What a user runs or imports: it reaches the package as installed, never through ``sys.path``."""
 
 
 def _imported_modules(path: Path) -> list[tuple[int, str]]:
@@ -31,6 +34,36 @@ def _imported_modules(path: Path) -> list[tuple[int, str]]:
         ):
             found.append((node.lineno, str(node.args[0].value)))
     return found
+
+
+def _sys_path_edits(path: Path) -> list[int]:
+    """Lines of ``path`` that change ``sys.path``: a mutating call on it (``insert``, ``append``,
+    ``extend``, ...), an assignment to it or to an item or slice of it, ``+=``, ``del``, or
+    ``site.addsitedir``."""
+
+    def is_sys_path(node: ast.AST) -> bool:
+        if isinstance(node, ast.Subscript):
+            node = node.value
+        return (
+            isinstance(node, ast.Attribute)
+            and node.attr == "path"
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "sys"
+        )
+
+    mutators = {"insert", "append", "extend", "remove", "pop", "clear", "__setitem__", "__iadd__"}
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            if (node.func.attr in mutators and is_sys_path(node.func.value)) or (
+                node.func.attr == "addsitedir" and getattr(node.func.value, "id", None) == "site"
+            ):
+                found.append(node.lineno)
+        elif isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign | ast.Delete):
+            targets = node.targets if isinstance(node, ast.Assign | ast.Delete) else [node.target]
+            if any(is_sys_path(t) for t in targets):
+                found.append(node.lineno)
+    return sorted(found)
 
 
 def test_no_core_module_imports_the_isaac_extension():
@@ -99,3 +132,130 @@ def test_an_env_kind_nobody_installed_is_a_one_line_error(tmp_path):
     with pytest.raises(ConfigError, match=r"env.kind=nosuchsim is invalid; valid: .*gymnasium") as err:
         load_config("X-v0", root=tmp_path)
     assert "\n" not in str(err.value)
+
+
+def test_no_shipped_code_changes_sys_path():
+    files = sorted(f for folder in SHIPPED for f in folder.rglob("*.py"))
+    assert len(files) > 40 and all(folder.is_dir() for folder in SHIPPED)
+    offending = [f"{f.relative_to(ROOT)}:{line}" for f in files for line in _sys_path_edits(f)]
+    assert offending == []
+
+
+def test_the_check_sees_every_way_of_changing_sys_path(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text(
+        "import site, sys\n"
+        "sys.path.insert(0, 'source')\n"
+        "sys.path.append('x')\n"
+        "def f():\n"
+        "    sys.path.extend(['y'])\n"
+        "sys.path = ['z']\n"
+        "sys.path[:0] = ['w']\n"
+        "sys.path += ['v']\n"
+        "site.addsitedir('u')\n"
+        "del sys.path[0]\n"
+        "print(sys.path, [p for p in sys.path if p])\n"  # reading it is fine
+        "other.path.insert(0, 'x')\n"
+    )
+    assert _sys_path_edits(module) == [2, 3, 5, 6, 7, 8, 9, 10]
+
+
+EXTENSION = ROOT / "exts" / "meow_isaac" / "meow_isaac"
+
+
+def _modules(package: Path) -> dict[str, Path]:
+    """``{dotted name: file}`` of every module of the package in folder ``package``."""
+    found = {}
+    for path in sorted(package.rglob("*.py")):
+        parts = path.relative_to(package.parent).with_suffix("").parts
+        found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
+
+
+def _import_graph(packages: list[Path]) -> dict[str, set[str]]:
+    """``{module: the modules of packages it imports}``.
+
+    Imports at any depth count: one inside a function runs later but is a dependency all the same
+    (the registry/baselines circle was two of them). ``from package import module`` is an import
+    of the module, relative imports are resolved. A parent package that Python runs before a
+    module is not counted: else every package that re-exports its modules would be a circle.
+    """
+    modules = {name: path for folder in packages for name, path in _modules(folder).items()}
+    graph = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                targets |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = package.split(".")
+                    base = ".".join([*parts[: len(parts) - node.level + 1], *filter(None, [node.module])])
+                targets |= {f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names}
+        graph[name] = {t for t in targets if t in modules and t != name}
+    return graph
+
+
+def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One circle (``[a, b, a]``) per group of modules that import each other, directly or not
+    (Tarjan's strongly connected components of two or more modules)."""
+    order: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles = []
+
+    def circle_through(start: str, members: set[str]) -> list[str]:
+        paths, queue = {start: [start]}, [start]
+        for v in queue:
+            for w in sorted(graph[v] & members):
+                if w == start:
+                    return [*paths[v], start]
+                if w not in paths:
+                    paths[w] = [*paths[v], w]
+                    queue.append(w)
+        raise AssertionError("a strongly connected component always holds a circle")
+
+    def visit(v: str) -> None:
+        order[v] = low[v] = len(order)
+        stack.append(v)
+        for w in sorted(graph[v]):
+            if w not in order:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], order[w])
+        if low[v] == order[v]:
+            component = stack[stack.index(v) :]
+            del stack[stack.index(v) :]
+            if len(component) > 1:
+                circles.append(circle_through(min(component), set(component)))
+
+    for v in sorted(graph):
+        if v not in order:
+            visit(v)
+    return circles
+
+
+def test_no_import_circles_in_the_core_or_the_extension():
+    graph = _import_graph([CORE, EXTENSION])
+    assert len(graph) > 40 and {"meow.config", "meow_isaac.tasks"} <= set(graph)
+    assert graph["meow_isaac.kind"] >= {"meow.envs.registry", "meow_isaac.env"}  # read at any depth
+    assert [" -> ".join(circle) for circle in _circles(graph)] == []
+
+
+def test_the_circle_check_finds_a_circle_through_function_and_relative_imports(tmp_path):
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("from pkg.sub.b import B\n")  # a re-export: no circle
+    (pkg / "a.py").write_text("import os\n\ndef f():\n    from pkg.sub import b\n")
+    (pkg / "sub" / "b.py").write_text("from ..c import C\nB = 1\n")
+    (pkg / "c.py").write_text("import pkg.a\nC = 1\n")
+    (pkg / "d.py").write_text("from pkg import c\n")  # leads into the circle, is not part of it
+    graph = _import_graph([pkg])
+    assert graph["pkg.a"] == {"pkg.sub.b"} and graph["pkg.sub.b"] == {"pkg.c"} and graph["pkg.d"] == {"pkg.c"}
+    assert _circles(graph) == [["pkg.a", "pkg.sub.b", "pkg.c", "pkg.a"]]
+    (pkg / "a.py").write_text("def f():\n    return 1\n")
+    assert _circles(_import_graph([pkg])) == []

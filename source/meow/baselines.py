@@ -2,8 +2,12 @@
 
 - ``--algo sac`` on Gymnasium tasks: Stable-Baselines3's SAC (its defaults: [256, 256] networks,
   lr 3e-4, buffer 1e6, learned temperature), logging MEow's metric names live.
-- other env kinds bring their own (:attr:`meow.envs.EnvKind.baselines`); the Isaac Lab extension
-  runs rl-games' SAC and rsl_rl's PPO (``meow_isaac.baselines``).
+- packages add the baselines of their env kinds through the ``meow.baselines`` entry points
+  (:data:`ENTRY_POINT_GROUP`); the Isaac Lab extension runs rl-games' SAC and rsl_rl's PPO
+  (``meow_isaac.baselines``).
+
+Baselines are kept apart from the env kinds (:mod:`meow.envs`): a kind only makes environments,
+and this module needs nothing of the env registry, so neither imports the other.
 
 Baselines that write their library's own log layout are read through :func:`library_layout`:
 ``scripts/compare.py`` and ``scripts/experiments.py`` see the return and throughput those
@@ -15,11 +19,29 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable, Mapping
+from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any
 
 
 class BaselineError(ValueError):
     """A baseline that does not exist for this task, or a library run that failed."""
+
+
+ENTRY_POINT_GROUP = "meow.baselines"
+"""Python entry point group of the baselines packages add: the entry's name is an ``env.kind``,
+its object a mapping ``{--algo value: trainer}`` (:data:`Trainer`), e.g.::
+
+    [project.entry-points."meow.baselines"]
+    mysim = "mysim_meow.baselines:BASELINES"
+"""
+
+Trainer = Callable[[Any, int | None, float | None], Path]
+"""``trainer(cfg, max_iterations, deadline)``: trains on the task of ``cfg`` and returns the run
+directory. ``max_iterations``: ``--max_iterations`` as given (None: ``runner.total_steps`` decides),
+for libraries that count iterations of their own; ``deadline``: ``time.monotonic()`` at which
+training ends as if it had reached its steps (``runner.max_minutes``)."""
 
 
 LIBRARY_TAGS = {
@@ -302,6 +324,61 @@ def _load_sac(model, ckpt: dict, buffer_path: Path, set_rng_state) -> None:
     buffer.pos = int(data["pos"]) if buffer.full else filled
 
 
+def train_gymnasium_sac(
+    cfg, max_iterations: int | None = None, deadline: float | None = None, run_dir=None, resume=None
+) -> Path:
+    """The core's baseline (:data:`Trainer`): SB3 SAC for ``runner.total_steps`` env steps on one
+    environment; returns the run directory (``<log_dir>/sac/<task>/<timestamp>`` unless ``run_dir``).
+
+    ``max_iterations`` is not read: SB3 steps one environment, so ``--max_iterations`` has already
+    become ``runner.total_steps`` (:func:`meow.config.env_steps`). ``resume``: a checkpoint from
+    :func:`read_sac_checkpoint`.
+    """
+    if cfg.env.num_envs != 1:
+        raise BaselineError(
+            f"env.num_envs={cfg.env.num_envs} is invalid for --algo sac on {cfg.env.id}: SB3's SAC steps "
+            "one environment; valid: 1"
+        )
+    if run_dir is None:
+        from datetime import datetime
+
+        stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+        run_dir = Path(cfg.runner.log_dir) / "sac" / cfg.env.id / stamp
+    return train_sb3_sac(cfg, Path(run_dir), resume, deadline=deadline).parent
+
+
+_CORE_BASELINES: dict[str, dict[str, Trainer]] = {"gymnasium": {"sac": train_gymnasium_sac}}
+"""The baselines the core itself offers, by env kind."""
+
+
+def baselines_of(kind: str) -> Mapping[str, Trainer]:
+    """``{algo: trainer}`` for tasks of ``env.kind`` ``kind``: the core's, or an installed package's."""
+    if kind in _CORE_BASELINES:
+        return _CORE_BASELINES[kind]
+    found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == kind]
+    if not found:
+        return {}
+    try:
+        return found[0].load()
+    except ImportError as err:
+        raise BaselineError(
+            f"the baselines of env.kind={kind} ({found[0].value}) cannot be imported: {err}"
+        ) from None
+
+
+def offered_baselines() -> list[str]:
+    """``"<algo> (<kind> tasks)"`` for every baseline this process can run (a package that fails
+    to import adds none)."""
+    kinds = sorted({*_CORE_BASELINES, *(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))})
+    offered = []
+    for kind in kinds:
+        try:
+            offered += [f"{algo} ({kind} tasks)" for algo in baselines_of(kind)]
+        except BaselineError:
+            continue
+    return offered
+
+
 def run_baseline(
     algo: str,
     cfg,
@@ -310,38 +387,26 @@ def run_baseline(
     resume: dict | None = None,
     deadline: float | None = None,
 ) -> Path:
-    """Trains baseline ``algo`` on the task of ``cfg`` through its env kind; returns its run directory.
+    """Trains baseline ``algo`` on the task of ``cfg``; returns its run directory.
 
+    ``cfg.runner.total_steps`` is used as it is (``scripts/train.py`` sets it, from
+    ``--max_iterations`` too); ``max_iterations`` is passed on to the trainer (:data:`Trainer`).
     ``run_dir`` (instead of ``<log_dir>/sac/<task>/<timestamp>``) and ``resume`` (a checkpoint
     from :func:`read_sac_checkpoint`) are for SB3 SAC on Gymnasium tasks, the baseline that
     writes checkpoints. ``deadline``: ``time.monotonic()`` at which training ends as if it had
     reached its steps (the wall-clock budget ``runner.max_minutes``).
     """
-    from meow.envs.registry import get_kind, kind_names
-
-    kind = get_kind(cfg.env.kind)
-    if algo not in kind.baselines:
-        offered = []
-        for name in kind_names():
-            try:
-                offered += [f"{a} ({name} tasks)" for a in get_kind(name).baselines]
-            except ValueError:
-                continue
+    trainer = baselines_of(cfg.env.kind).get(algo)
+    if trainer is None:
         raise BaselineError(
             f"--algo {algo} is not available for {cfg.env.id} ({cfg.env.kind} task); "
-            f"valid: {', '.join(offered) or 'none installed'}"
+            f"valid: {', '.join(offered_baselines()) or 'none installed'}"
         )
-    if run_dir is None and resume is None:
-        return kind.run_baseline(algo, cfg, max_iterations, deadline=deadline)
-    if (cfg.env.kind, algo) != ("gymnasium", "sac"):
+    if trainer is train_gymnasium_sac:
+        return train_gymnasium_sac(cfg, max_iterations, deadline, run_dir=run_dir, resume=resume)
+    if run_dir is not None or resume is not None:
         raise BaselineError(
             f"--run_dir and --resume are not available for --algo {algo} on {cfg.env.id}; "
             "valid: MEow, or --algo sac on Gymnasium tasks"
         )
-    if max_iterations is not None:
-        cfg.runner.total_steps = max_iterations
-    if run_dir is None:
-        from datetime import datetime
-
-        run_dir = Path(cfg.runner.log_dir) / "sac" / cfg.env.id / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    return train_sb3_sac(cfg, run_dir, resume, deadline=deadline).parent
+    return trainer(cfg, max_iterations, deadline)

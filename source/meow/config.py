@@ -11,71 +11,42 @@ import difflib
 import inspect
 import math
 import os
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 import torch
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from meow.algorithms.meow import CAPTURE_MODES, MATMUL_PRECISIONS
-from meow.envs.registry import EnvKindError, all_task_dirs, get_kind, kind_names
-from meow.modules.flow_policy import COUPLING_BIASES, Q_DROPOUTS
+from meow.envs.registry import EnvKindError, all_task_dirs, get_kind
+from meow.modules.flow_policy import COUPLING_BIASES, Q_DROPOUTS, SHIFT_SCALES
+from meow.nn.layers import HIDDEN_NORMS
 from meow.runners.evaluation import EVAL_MODES
 
 ROOT = Path(os.environ.get("MEOW_ROOT", Path(__file__).resolve().parents[2]))
 """Repository root holding ``config/`` and ``tasks/`` (override with ``MEOW_ROOT``)."""
 
 
-# Task files scale Isaac settings with the env count, e.g. ``capacity: ${meow.mul:15000,${env.num_envs}}``.
-# omegaconf 2.4 renamed register_new_resolver to register_resolver (which in 2.3 is the legacy API).
-_register = (
-    OmegaConf.register_resolver
-    if "replace" in inspect.signature(OmegaConf.register_resolver).parameters
-    else OmegaConf.register_new_resolver
-)
-_register("meow.mul", lambda a, b: int(a) * int(b), replace=True)
-_register("meow.floordiv", lambda a, b: max(1, int(a) // int(b)), replace=True)
-_register("meow.min", lambda a, b: min(int(a), int(b)), replace=True)
+def register_resolver(name: str, resolver: Callable[..., Any]) -> None:
+    """Makes ``${name:args}`` usable in config and task files (replacing any resolver of that name).
 
-PAPER_MAX_ENVS = 512
-"""The largest env count the paper published Isaac settings for (Allegro; the others used 128)."""
-LARGE_ENV_SAMPLES_PER_ENV_STEP = 8
-"""Samples drawn per env step above :data:`PAPER_MAX_ENVS`: the paper's replay ratio at 128 envs."""
-LARGE_ENV_MAX_BATCH = 16384
-"""Largest update batch above :data:`PAPER_MAX_ENVS`; more samples per step become more updates."""
-LARGE_ENV_REPLAY_BYTES = 8 * 2**30
-"""Replay memory above :data:`PAPER_MAX_ENVS`: fits a 24 GB GPU beside the simulation."""
-
-
-def isaac_learner_settings(num_envs: int, obs_dim: int, action_dim: int) -> dict[str, int]:
-    """``batch_size``, ``updates_per_step`` and replay ``capacity`` of the Isaac tasks for an env count.
-
-    Up to :data:`PAPER_MAX_ENVS` envs, the paper's rule: batch ``131072 / num_envs`` (capped at
-    4096 for small env counts, which the paper did not use), one update per vectorized step,
-    15000 transitions per env. Above it that rule starves the learner (batch 32 at 4096 envs:
-    0.008 samples per env step), so the learner draws :data:`LARGE_ENV_SAMPLES_PER_ENV_STEP`
-    samples per env step (the paper's ratio at 128 envs), in updates of at most
-    :data:`LARGE_ENV_MAX_BATCH`, from a replay of at most 15000 transitions per env and
-    :data:`LARGE_ENV_REPLAY_BYTES` in all. docs/ISAACLAB.md compares these with other methods.
+    Packages that ship task files register the rules those files use this way (the Isaac Lab
+    extension: ``meow.isaac_batch`` and the like) when they are imported.
     """
-    from meow.storage import ReplayBuffer
-
-    n = max(1, int(num_envs))
-    if n <= PAPER_MAX_ENVS:
-        return {"batch_size": max(1, min(131072 // n, 4096)), "updates_per_step": 1, "capacity": 15000 * n}
-    samples = LARGE_ENV_SAMPLES_PER_ENV_STEP * n
-    updates = -(-samples // LARGE_ENV_MAX_BATCH)
-    # an undeclared observation size (0) is budgeted as a large one
-    per_transition = ReplayBuffer.nbytes_for(1, int(obs_dim) or 256, int(action_dim) or 32)
-    capacity = min(15000 * n, LARGE_ENV_REPLAY_BYTES // per_transition)
-    return {"batch_size": samples // updates, "updates_per_step": updates, "capacity": capacity}
+    # omegaconf 2.4 renamed register_new_resolver to register_resolver (which in 2.3 is the legacy API).
+    if "replace" in inspect.signature(OmegaConf.register_resolver).parameters:
+        OmegaConf.register_resolver(name, resolver, replace=True)
+    else:
+        OmegaConf.register_new_resolver(name, resolver, replace=True)
 
 
-_register("meow.isaac_batch", lambda n: isaac_learner_settings(n, 0, 0)["batch_size"], replace=True)
-_register("meow.isaac_updates", lambda n: isaac_learner_settings(n, 0, 0)["updates_per_step"], replace=True)
-_register("meow.isaac_capacity", lambda n, o, a: isaac_learner_settings(n, o, a)["capacity"], replace=True)
+# Task files scale settings with the env count, e.g. ``capacity: ${meow.mul:15000,${env.num_envs}}``.
+register_resolver("meow.mul", lambda a, b: int(a) * int(b))
+register_resolver("meow.floordiv", lambda a, b: max(1, int(a) // int(b)))
+register_resolver("meow.min", lambda a, b: min(int(a), int(b)))
 
 
 class ConfigError(ValueError):
@@ -120,6 +91,15 @@ class AlgoConfig:
     n_step: int = MISSING
     capture: str = MISSING
     matmul_precision: str = MISSING
+    shift_scale: str = MISSING
+    coupling_shift_bound: float = MISSING
+    head_norm: str = MISSING
+    weight_decay: float = MISSING
+    alpha_autotune: bool = MISSING
+    target_entropy: float = MISSING
+    alpha_lr: float = MISSING
+    target_bound: bool = MISSING
+    log_prob_floor: float | None = MISSING
 
 
 @dataclass
@@ -280,6 +260,16 @@ def config_from_checkpoint(saved: dict, overrides: list[str] | tuple[str, ...] =
     return _finish(cfg, overrides)
 
 
+def env_steps(iterations: int, num_envs: int, world_size: int = 1) -> int:
+    """Env steps in ``iterations`` vectorized steps of ``num_envs`` envs on each of ``world_size`` ranks.
+
+    The one rule by which an iteration count becomes ``runner.total_steps`` (or another step
+    count): ``scripts/train.py --max_iterations``, and rl-games' ``max_epochs`` and
+    ``save_frequency`` (one rl-games epoch of MEow is one vectorized step).
+    """
+    return int(iterations) * int(num_envs) * int(world_size)
+
+
 CUDA_ONLY_ALGO = {
     "capture": (
         "cudagraph",
@@ -319,7 +309,20 @@ _ADDED_RUNNER_KEYS = {
     "eval_mode": "deterministic",
     "max_minutes": 0.0,
 }
-_ADDED_ALGO_KEYS = {"coupling_bias": "zeros", "q_dropout": "shared", "matmul_precision": "float32"}
+_ADDED_ALGO_KEYS = {
+    "coupling_bias": "zeros",
+    "q_dropout": "shared",
+    "matmul_precision": "float32",
+    "shift_scale": "alpha",
+    "coupling_shift_bound": 0.0,
+    "head_norm": "none",
+    "weight_decay": 0.0,
+    "alpha_autotune": False,
+    "target_entropy": -1.0,
+    "alpha_lr": 3e-4,
+    "target_bound": False,
+    "log_prob_floor": None,
+}
 
 
 def _upgrade(saved: dict) -> dict:
@@ -345,14 +348,29 @@ def _check(ok: bool, key: str, value: Any, valid: str) -> None:
         raise ConfigError(f"{key}={value} is invalid; valid: {valid}")
 
 
+def _float_keys(schema: type = Config, prefix: str = "") -> list[str]:
+    """Every ``float`` (or ``float | None``) setting of the schema, as a dotted key (``algo.alpha``)."""
+    keys = []
+    for name, hint in get_type_hints(schema).items():
+        if is_dataclass(hint):
+            keys += _float_keys(hint, f"{prefix}{name}.")
+        elif hint in (float, float | None):
+            keys.append(f"{prefix}{name}")
+    return keys
+
+
 def validate(cfg: DictConfig) -> None:
     """Checks every rule a setting must obey; raises ConfigError naming the first broken one."""
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise ConfigError(f"settings without a value: {', '.join(missing)}")
+    # an infinite or NaN number passes most bounds below (inf > 0) and fails much later, in training
+    for key in _float_keys():
+        value = OmegaConf.select(cfg, key)
+        _check(value is None or math.isfinite(value), key, value, "a finite number")
     a, r, e = cfg.algo, cfg.runner, cfg.env
-    _check(e.kind in kind_names(), "env.kind", e.kind, " | ".join(kind_names()))
-    kind = _kind(cfg)
+    kind = _kind(cfg)  # an unknown env.kind is a ConfigError here
+    device = check_device(cfg.device)
     _check(cfg.seed >= 0, "seed", cfg.seed, "an integer >= 0")
     _check(e.num_envs >= 1, "env.num_envs", e.num_envs, "an integer >= 1")
     _check(e.eval_envs >= 0, "env.eval_envs", e.eval_envs, "an integer >= 0 (0 disables evaluation)")
@@ -388,19 +406,29 @@ def validate(cfg: DictConfig) -> None:
         sizes = list(a[key])
         _check(all(s >= 1 for s in sizes), f"algo.{key}", sizes, "a list of positive layer sizes")
     _check(a.num_shift_heads >= 1, "algo.num_shift_heads", a.num_shift_heads, "an integer >= 1")
-    _check(a.n_step >= 1, "algo.n_step", a.n_step, "an integer >= 1 (1: the paper's one-step target)")
-    _check(a.capture in CAPTURE_MODES, "algo.capture", a.capture, " | ".join(CAPTURE_MODES))
-    _check(
-        a.matmul_precision in MATMUL_PRECISIONS,
-        "algo.matmul_precision",
-        a.matmul_precision,
-        " | ".join(MATMUL_PRECISIONS),
-    )
+    for key, choices in (("capture", CAPTURE_MODES), ("matmul_precision", MATMUL_PRECISIONS)):
+        _check(a[key] in choices, f"algo.{key}", a[key], " | ".join(choices))
+        cuda_only, why, _, valid = CUDA_ONLY_ALGO[key]
+        if a[key] == cuda_only and device.type != "cuda":
+            raise ConfigError(
+                f"algo.{key}={cuda_only} needs CUDA{why}, but device={cfg.device}; valid on the CPU: {valid}"
+            )
     _check(0 <= a.dropout < 1, "algo.dropout", a.dropout, "a number in [0, 1)")
     _check(
         a.coupling_bias in COUPLING_BIASES, "algo.coupling_bias", a.coupling_bias, " | ".join(COUPLING_BIASES)
     )
     _check(a.q_dropout in Q_DROPOUTS, "algo.q_dropout", a.q_dropout, " | ".join(Q_DROPOUTS))
+    _check(a.shift_scale in SHIFT_SCALES, "algo.shift_scale", a.shift_scale, " | ".join(SHIFT_SCALES))
+    _check(a.head_norm in HIDDEN_NORMS, "algo.head_norm", a.head_norm, " | ".join(HIDDEN_NORMS))
+    # (every float setting is checked for finiteness above)
+    _check(
+        a.coupling_shift_bound >= 0,
+        "algo.coupling_shift_bound",
+        a.coupling_shift_bound,
+        "a number >= 0 (0: unbounded shifts, the paper)",
+    )
+    _check(0 <= a.weight_decay < 1, "algo.weight_decay", a.weight_decay, "a number in [0, 1) (0: Adam)")
+    _check(a.alpha_lr > 0, "algo.alpha_lr", a.alpha_lr, "a number > 0")
     _check(cfg.buffer.capacity >= 1, "buffer.capacity", cfg.buffer.capacity, "an integer >= 1")
     _check(
         a.batch_size <= cfg.buffer.capacity,
@@ -414,7 +442,7 @@ def validate(cfg: DictConfig) -> None:
         _check(r[key] >= 1, f"runner.{key}", r[key], "an integer >= 1 (env steps)")
     _check(r.eval_mode in EVAL_MODES, "runner.eval_mode", r.eval_mode, " | ".join(EVAL_MODES))
     _check(
-        r.max_minutes >= 0 and math.isfinite(r.max_minutes),
+        r.max_minutes >= 0,
         "runner.max_minutes",
         r.max_minutes,
         "a number of minutes >= 0 (0: no wall-clock budget)",
@@ -435,17 +463,12 @@ def validate(cfg: DictConfig) -> None:
     _check(cfg.torch_threads >= 0, "torch_threads", cfg.torch_threads, "an integer >= 0 (0 keeps torch's)")
     per_env = -(-cfg.buffer.capacity // e.num_envs)
     _check(
-        a.n_step <= per_env,
+        1 <= a.n_step <= per_env,
         "algo.n_step",
         a.n_step,
-        f"at most the replay's steps per env, buffer.capacity / env.num_envs = {per_env}",
+        "an integer >= 1 (1: the paper's one-step target) and at most the replay's steps per env, "
+        f"buffer.capacity / env.num_envs = {per_env}",
     )
-    device = check_device(cfg.device)
-    for key, (cuda_only, why, _, valid) in CUDA_ONLY_ALGO.items():
-        if a[key] == cuda_only and device.type != "cuda":
-            raise ConfigError(
-                f"algo.{key}={cuda_only} needs CUDA{why}, but device={cfg.device}; valid on the CPU: {valid}"
-            )
 
 
 def _resolve_auto_device(cfg: DictConfig) -> None:

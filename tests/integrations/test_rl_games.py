@@ -187,6 +187,16 @@ def test_rl_games_sac_key_names_map_onto_meows_settings():
     assert cfg.algo.num_couplings == 2 and cfg.algo.log_sigma_max == -0.3  # the rest: the task file
 
 
+def test_rl_games_epochs_are_vectorized_steps():
+    """Isaac Lab's --max_iterations (max_epochs) and save_frequency count vectorized steps: env
+    steps are epochs x num_actors, the rule of train.py's --max_iterations (meow.config.env_steps)."""
+    from meow.integrations.rl_games import config_from_rl_games
+
+    config = {"meow_task": "Hopper-v5", "num_actors": 4, "max_epochs": 30, "save_frequency": 5}
+    cfg = config_from_rl_games({"config": config})
+    assert (cfg.runner.total_steps, cfg.runner.checkpoint_interval) == (120, 20)
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

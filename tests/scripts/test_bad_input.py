@@ -18,7 +18,8 @@ HOP = ["--task", "Hopper-v5"]
 SMOKE = str(Path(__file__).resolve().parents[2] / "experiments" / "smoke.yaml")
 
 # (script, arguments, text the one-line answer contains). "{ckpt}" is a small trained run's
-# checkpoint, "{file}" an existing regular file.
+# checkpoint, "{incomplete}" a copy of it whose learner state lacks its policy, "{file}" an
+# existing regular file.
 CASES = [
     # ---- train.py: flags
     ("train", [], "give --task (a new run) or --resume"),
@@ -50,6 +51,11 @@ CASES = [
     ("train", [*MG, "--run_dir", "{file}/run"], "--run_dir={file}/run is invalid: {file} is not a directory"),
     ("train", [*MG, "--runner", "rl_games", "--run_dir", "r"], "--run_dir is not available with --runner"),
     ("train", ["--resume", "{ckpt}", "--algo", "sac"], "is a meow run, not --algo sac"),
+    (
+        "train",
+        [*HOP, "--algo", "sac", "env.num_envs=2"],
+        "env.num_envs=2 is invalid for --algo sac on Hopper-v5: SB3's SAC steps one environment; valid: 1",
+    ),
     ("experiments", [], "the following arguments are required: {run,status,stop,report}"),
     ("experiments", ["run", "nowhere.yaml"], "grid file nowhere.yaml does not exist"),
     ("experiments", ["run", "{file}"], "grid file {file} must be a mapping"),
@@ -107,8 +113,31 @@ CASES = [
     ("train", [*MG, "algo.lr=fast"], "bad value for 'algo.lr'"),
     ("train", [*MG, "algo.gamma=1"], "algo.gamma=1.0 is invalid; valid: a number in [0, 1)"),
     ("train", [*MG, "algo.tau=0"], "algo.tau=0.0 is invalid; valid: a number in (0, 1]"),
+    ("train", [*MG, "algo.shift_scale=value"], "algo.shift_scale=value is invalid; valid: alpha | reward"),
+    (
+        "train",
+        [*MG, "algo.coupling_shift_bound=-1"],
+        "algo.coupling_shift_bound=-1.0 is invalid; valid: a number >= 0",
+    ),
+    ("train", [*MG, "algo.head_norm=batch"], "algo.head_norm=batch is invalid; valid: none | layer | rms"),
+    ("train", [*MG, "algo.weight_decay=1.5"], "algo.weight_decay=1.5 is invalid; valid: a number in [0, 1)"),
+    ("train", [*MG, "algo.alpha_autotune=maybe"], "bad value for 'algo.alpha_autotune'"),
+    (
+        "train",
+        [*MG, "algo.target_entropy=.nan"],
+        "algo.target_entropy=nan is invalid; valid: a finite number",
+    ),
+    ("train", [*MG, "algo.alpha_lr=0"], "algo.alpha_lr=0.0 is invalid; valid: a number > 0"),
+    ("train", [*MG, "algo.target_bound=sometimes"], "bad value for 'algo.target_bound'"),
+    (
+        "train",
+        [*MG, "algo.log_prob_floor=-.inf"],
+        "algo.log_prob_floor=-inf is invalid; valid: a finite number",
+    ),
     ("train", [*MG, "algo.tau=1.5"], "algo.tau=1.5 is invalid"),
     ("train", [*MG, "algo.alpha=-0.1"], "algo.alpha=-0.1 is invalid; valid: a number > 0"),
+    ("train", [*MG, "algo.alpha=.inf"], "algo.alpha=inf is invalid; valid: a finite number"),
+    ("train", [*MG, "algo.lr=.nan"], "algo.lr=nan is invalid; valid: a finite number"),
     ("train", [*MG, "algo.grad_clip=0"], "algo.grad_clip=0.0 is invalid; valid: a number > 0"),
     ("train", [*MG, "algo.batch_size=0"], "algo.batch_size=0 is invalid; valid: an integer >= 1"),
     ("train", [*MG, "algo.batch_size=64.5"], "bad value for 'algo.batch_size'"),
@@ -170,6 +199,8 @@ CASES = [
         "runner.log_dir={file}/logs is invalid: {file} is not a directory",
     ),
     ("train", [*MG, "runner.log_dir="], "bad value for 'runner.log_dir'"),
+    # /proc refuses new directories even to root, whom its permission bits let through
+    ("train", [*MG, "runner.log_dir=/proc/x"], "runner.log_dir=/proc/x is invalid: "),
     ("train", [*MG, "runner.log_dir=' '"], "runner.log_dir=' ' is invalid; valid: a directory path"),
     ("train", [*MG, "runner.progress=loud"], "bad value for 'runner.progress'"),
     (
@@ -194,6 +225,7 @@ CASES = [
     ("play", [], "the following arguments are required: checkpoint"),
     ("play", ["nowhere"], "checkpoint nowhere does not exist"),
     ("play", ["{file}"], "cannot read checkpoint"),
+    ("play", ["{incomplete}"], "{incomplete} is incomplete: its learner state has no 'policy' entry"),
     ("play", ["{ckpt}", "--episodes", "0"], "argument --episodes: 0 is invalid; valid: an integer >= 1"),
     ("play", ["{ckpt}", "--episodes", "ten"], "argument --episodes: 'ten' is not an integer"),
     ("play", ["{ckpt}", "--seed", "-1"], "argument --seed: -1 is invalid; valid: an integer >= 0"),
@@ -251,6 +283,20 @@ def trained(tmp_path_factory) -> Path:
     return ckpt
 
 
+@pytest.fixture(scope="module")
+def incomplete(trained, tmp_path_factory) -> Path:
+    """A copy of the small run's checkpoint whose learner state lacks its ``policy``."""
+    import torch
+
+    from meow.runners.checkpoint import safe_load
+
+    ckpt = safe_load(trained)
+    del ckpt["learner"]["policy"]
+    path = tmp_path_factory.mktemp("incomplete") / "model_100.pt"
+    torch.save(ckpt, path)
+    return path
+
+
 def _tree(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
 
@@ -259,18 +305,18 @@ def _tree(root: Path) -> list[str]:
     ("script", "argv", "expected"), CASES, ids=[f"{c[0]}:{' '.join(c[1])}"[:80] for c in CASES]
 )
 def test_a_bad_input_is_one_line_status_2_and_creates_nothing(
-    script, argv, expected, trained, tmp_path, monkeypatch, capsys
+    script, argv, expected, trained, incomplete, tmp_path, monkeypatch, capsys
 ):
     work = tmp_path / "work"
     work.mkdir()
     afile = tmp_path / "afile.txt"
     afile.write_text("not a checkpoint")
     monkeypatch.chdir(work)
-    fill = {"{ckpt}": str(trained), "{file}": str(afile)}
+    fill = {"{ckpt}": str(trained), "{incomplete}": str(incomplete), "{file}": str(afile)}
     for key, value in fill.items():
         argv = [a.replace(key, value) for a in argv]
         expected = expected.replace(key, value)
-    run_before = _tree(trained.parent)
+    run_before = _tree(trained.parent), _tree(incomplete.parent)
     capsys.readouterr()
     try:
         status = load_script(script).main(argv)
@@ -280,7 +326,7 @@ def test_a_bad_input_is_one_line_status_2_and_creates_nothing(
     assert status == 2, err
     assert err.startswith("error: ") and err.count("\n") == 1, err
     assert expected in err, err
-    assert _tree(work) == [] and _tree(trained.parent) == run_before
+    assert _tree(work) == [] and (_tree(trained.parent), _tree(incomplete.parent)) == run_before
 
 
 def test_the_table_covers_every_setting_of_the_defaults():

@@ -5,14 +5,17 @@
 - ``--algo ppo``: rsl-rl-lib's PPO through Isaac Lab's own ``isaaclab train --rl_library rsl_rl``
   with the task's rsl_rl settings.
 
-They write their libraries' own log layout (``logs/rsl_rl/...``, ``logs/rl_games/...``) live;
-``scripts/compare.py`` reads the return and throughput they log under MEow's names
-(:func:`meow.baselines.library_layout`), so every run reads alike, a stopped one included.
+:data:`BASELINES` offers them to :mod:`meow.baselines` through its entry point group
+(``meow.baselines``, entry ``isaaclab``: this package's env kind). They write their libraries'
+own log layout (``logs/rsl_rl/...``, ``logs/rl_games/...``) live; ``scripts/compare.py`` reads
+the return and throughput they log under MEow's names (:func:`meow.baselines.library_layout`),
+so every run reads alike, a stopped one included.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import shutil
@@ -144,3 +147,7 @@ def run_isaaclab_baseline(
     if log_dir.name != "logs":
         print(f"[meow] note: Isaac Lab writes baseline runs to {log_dir.parent / 'logs'}, not {log_dir}")
     return train_isaaclab_baseline(algo, cfg, max_iterations, log_dir.parent, deadline=deadline)
+
+
+BASELINES = {algo: functools.partial(run_isaaclab_baseline, algo) for algo in ("sac", "ppo")}
+"""``--algo`` values on Isaac tasks and their trainers (:data:`meow.baselines.Trainer`)."""

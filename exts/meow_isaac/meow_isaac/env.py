@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -257,28 +256,3 @@ def make_isaaclab_env(
         raise
     wrapped.env_cfg = env_cfg
     return wrapped
-
-
-def isaaclab_version() -> str | None:
-    """The installed Isaac Lab version, or None."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("isaaclab")
-    except PackageNotFoundError:
-        return None
-
-
-def require_isaaclab() -> None:
-    """Raises a one-line error when Isaac Lab 3.x is not importable in this Python."""
-    ver = isaaclab_version()
-    if ver is None or importlib.util.find_spec("isaaclab_tasks") is None:
-        raise ImportError(
-            "Isaac Lab is not installed in this Python "
-            f"({sys.executable}); Isaac tasks need isaaclab>=3.0 "
-            "(bash scripts/setup.sh installs it with Python 3.12, or use the container: docs/CONTAINER.md)"
-        )
-    if int(ver.split(".")[0]) < 3:
-        raise ImportError(
-            f"Isaac Lab {ver} is installed; meow_isaac needs Isaac Lab 3.x (its kit-less launch and task API)"
-        )

@@ -2,8 +2,9 @@
 
 Everything an Isaac run needs beyond the core lives here: the task files this package ships,
 the split of command-line overrides between MEow and Isaac Lab's config system, the default
-physics preset, Isaac Lab's ``params/`` dump beside a run, and the Isaac baselines. Importing
-this module does not import Isaac Lab; each hook imports what it uses.
+physics preset and Isaac Lab's ``params/`` dump beside a run (the Isaac baselines are
+:mod:`meow_isaac.baselines`, found through the ``meow.baselines`` entry points). Importing this
+module does not import Isaac Lab; each hook imports what it uses.
 """
 
 from __future__ import annotations
@@ -26,12 +27,12 @@ class IsaacLabKind(EnvKind):
     aliases_are_ids = False
     takes_sim_overrides = True
     training_video = True
-    baselines = ("sac", "ppo")
 
     def make_env(
         self, env_id, num_envs, device, kwargs, render_mode=None, *, seed=None, sim_overrides=(), video=None
     ):
-        from meow_isaac.env import make_isaaclab_env, require_isaaclab
+        from meow_isaac.env import make_isaaclab_env
+        from meow_isaac.version_check import require_isaaclab
 
         require_isaaclab()
         return make_isaaclab_env(
@@ -80,11 +81,6 @@ class IsaacLabKind(EnvKind):
         (run_dir / "params").mkdir(parents=True, exist_ok=True)
         dump_yaml(str(run_dir / "params" / "env.yaml"), env.env_cfg)
         OmegaConf.save(cfg, run_dir / "params" / "agent.yaml", resolve=True)
-
-    def run_baseline(self, algo, cfg, max_iterations, deadline=None):
-        from meow_isaac.baselines import run_isaaclab_baseline
-
-        return run_isaaclab_baseline(algo, cfg, max_iterations, deadline=deadline)
 
     def rl_games_observer(self):
         from isaaclab_rl.rl_games import IsaacAlgoObserver

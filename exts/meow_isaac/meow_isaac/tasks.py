@@ -17,8 +17,8 @@ from pathlib import Path
 import gymnasium as gym
 from omegaconf import OmegaConf
 
-from meow_isaac.env import require_isaaclab
 from meow_isaac.task_configs import TASK_DIR
+from meow_isaac.version_check import require_isaaclab
 
 ENTRY_POINT = "meow_cfg_entry_point"
 """The gym-spec kwarg holding the path of a task's MEow settings."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from typing import Protocol
 
@@ -124,6 +125,14 @@ class MEow:
             clipping, overlapped with the backward pass where it can (a :class:`GradientSync`,
             e.g. :meth:`meow.distributed.DistContext.gradient_sync`); it is attached to the
             flat parameter here.
+        weight_decay: decoupled weight decay (AdamW) of all the flow's parameters; 0: Adam (the paper).
+        target_entropy: with a number, ``alpha`` is tuned towards it (nats of the sampled
+            policy; docs/ALGORITHM.md, "Automatic temperature"); None: ``alpha`` stays fixed (the paper).
+        alpha_lr: Adam learning rate of ``log alpha`` when it is tuned.
+        target_bound: clamp the bootstrapped soft value from above at what the rewards seen allow,
+            ``(r_max + alpha * d * log 2) / (1 - gamma)`` (docs/ALGORITHM.md, "Bounded target").
+        log_prob_floor: with a number ``f``, the fit's ``log pi(a|s)`` of replay actions is
+            floored at ``f * d`` nats (:meth:`FlowPolicy.q_values_floored`); None: no floor (the paper).
     """
 
     def __init__(
@@ -140,6 +149,11 @@ class MEow:
         compile_mode: str | None = None,
         grad_sync: GradientSync | None = None,
         matmul_precision: str = "float32",
+        weight_decay: float = 0.0,
+        target_entropy: float | None = None,
+        alpha_lr: float = 3e-4,
+        target_bound: bool = False,
+        log_prob_floor: float | None = None,
     ) -> None:
         if n_step < 1:
             raise ValueError(f"algo.n_step={n_step} is invalid; valid: an integer >= 1")
@@ -159,6 +173,8 @@ class MEow:
         self.tau = tau
         self.grad_clip = grad_clip
         self.n_step = n_step
+        self.target_bound = target_bound
+        self.log_prob_floor = None if log_prob_floor is None else float(log_prob_floor) * policy.action_dim
         # Every parameter is a view of one flat tensor (and every gradient of one flat gradient),
         # so that Adam, the grad-norm clip, the Polyak step and zeroing are one operation each
         # rather than one per parameter tensor: on the CPU those loops cost more than the
@@ -172,12 +188,25 @@ class MEow:
         self.grad_sync = grad_sync
         if grad_sync is not None:
             grad_sync.attach(self._flat, self._params)
-        self.optimizer = torch.optim.Adam(
-            [self._flat],
-            lr=lr,
-            fused=self.device.type in ("cpu", "cuda"),
-            capturable=self.device.type == "cuda" and self.capture != "none",
-        )
+        fused = self.device.type in ("cpu", "cuda")
+        capturable = self.device.type == "cuda" and self.capture != "none"
+        if weight_decay > 0.0:
+            self.optimizer = torch.optim.AdamW(
+                [self._flat], lr=lr, weight_decay=weight_decay, fused=fused, capturable=capturable
+            )
+        else:
+            self.optimizer = torch.optim.Adam([self._flat], lr=lr, fused=fused, capturable=capturable)
+        self.target_entropy = target_entropy
+        self.log_alpha: nn.Parameter | None = None
+        self.alpha_optimizer: torch.optim.Optimizer | None = None
+        if target_entropy is not None:
+            # the temperature's own parameter and optimizer: it is not part of the flow
+            self.log_alpha = nn.Parameter(policy.alpha.detach().log().clone())
+            self.alpha_optimizer = torch.optim.Adam(
+                [self.log_alpha], lr=alpha_lr, fused=fused, capturable=capturable
+            )
+        # the largest reward sampled so far (for target_bound), kept on the device
+        self.reward_max = torch.full((), -math.inf, device=self.device)
         self.nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
         """True once any update produced a non-finite loss or gradient norm."""
         self._discounts = gamma ** torch.arange(n_step + 1, dtype=torch.float32, device=self.device)
@@ -256,9 +285,17 @@ class MEow:
         obs, actions = batch.obs, batch.actions
         with torch.no_grad():
             target = self._target(batch)
-        q = self.policy.q_values(self.normalizer(obs[:, 0]), actions[:, 0])
+        states = self.normalizer(obs[:, 0])
+        if self.log_prob_floor is None:
+            q = self.policy.q_values(states, actions[:, 0])
+        else:
+            q = self.policy.q_values_floored(states, actions[:, 0], self.log_prob_floor)
         loss = 0.5 * (q - target["target"]).square().sum(0).mean()
-        return loss, {"q": q.detach().mean(), **{k: v.mean() for k, v in target.items()}}
+        stats = {"q": q.detach().mean(), **{k: v.mean() for k, v in target.items()}}
+        if self.log_alpha is not None:
+            with torch.no_grad():  # the sampled policy's log-density at the batch's states
+                stats["sample_log_prob"] = self.policy.sample(states)[1].mean()
+        return loss, stats
 
     def _target(self, batch: TransitionBatch) -> dict[str, Tensor]:
         """The n-step soft Bellman target of windows ``(B, n, ...)`` (see the class docstring)."""
@@ -284,6 +321,13 @@ class MEow:
         m = alive.sum(1).long() - 1
         rows = torch.arange(size, device=m.device)
         next_v = self.target.values(self.normalizer(batch.next_obs[rows, m])).min(0).values
+        if self.target_bound:
+            # No policy on [-1, 1]^d has more entropy than the uniform one (d log 2), so no soft
+            # value exceeds (r_max + alpha d log 2) / (1 - gamma); r_max: the largest reward sampled.
+            self.reward_max.copy_(torch.maximum(self.reward_max, batch.rewards.max()))
+            entropy_max = self.target.action_dim * math.log(2.0)
+            v_max = (self.reward_max + self.target.alpha * entropy_max) / (1.0 - self.gamma)
+            next_v = torch.minimum(next_v, v_max)
         bootstrap = disc[m + 1] * (1.0 - terminated[rows, m]) * next_v
         return {"target": soft_return + bootstrap, "next_v": next_v}
 
@@ -327,7 +371,24 @@ class MEow:
         with torch.no_grad():
             self._target_flat.lerp_(self._flat, self.tau)
             self.nonfinite |= ~(torch.isfinite(loss) & torch.isfinite(grad_norm))
+        if self.log_alpha is not None:
+            stats["alpha"] = self._temperature_step(stats["sample_log_prob"])
         return {"loss": loss.detach(), "grad_norm": grad_norm, **stats}
+
+    def _temperature_step(self, sample_log_prob: Tensor) -> Tensor:
+        """One step of the dual problem ``min_alpha alpha * (H(pi) - target_entropy)`` in ``log alpha``:
+        ``alpha`` rises while the policy's entropy ``-E log pi`` is below the target, falls while it
+        is above. The online and target flows both use the new value from the next update on."""
+        self.alpha_optimizer.zero_grad(set_to_none=False)
+        # d/d(log alpha) of -log_alpha * (log pi + target): the (detached) entropy gap
+        loss = -(self.log_alpha * (sample_log_prob.detach() + self.target_entropy))
+        loss.backward()
+        self.alpha_optimizer.step()
+        with torch.no_grad():
+            alpha = self.log_alpha.exp()
+            self.policy.alpha.copy_(alpha)
+            self.target.alpha.copy_(alpha)
+        return alpha.detach()
 
     def _rebind_grads(self) -> bool:
         """Makes the gradients views of the flat gradient again if someone replaced them (e.g.
@@ -366,10 +427,15 @@ class MEow:
         pick their kernels; the parameters, target, optimizer state and RNG are then put back,
         so the first replay takes the step that an eager update would have taken.
         """
-        tensors = [self._flat, self._target_flat, self.nonfinite]
+        tensors = [self._flat, self._target_flat, self.nonfinite, self.reward_max]
+        optimizers = [self.optimizer]
+        if self.log_alpha is not None:
+            tensors += [self.log_alpha, self.policy.alpha, self.target.alpha]
+            optimizers.append(self.alpha_optimizer)
         saved = [t.detach().clone() for t in tensors]
         fresh = not self.optimizer.state
-        opt_state = [v for s in self.optimizer.state.values() for v in s.values() if torch.is_tensor(v)]
+        states = [s for opt in optimizers for s in opt.state.values()]
+        opt_state = [v for s in states for v in s.values() if torch.is_tensor(v)]
         saved_opt = [v.clone() for v in opt_state]
         rng = torch.cuda.get_rng_state(self.device)
         side = torch.cuda.Stream(self.device)
@@ -382,7 +448,7 @@ class MEow:
             for t, s in zip(tensors, saved, strict=True):
                 t.copy_(s)
             if fresh:  # Adam's state at step 0 is zeros
-                for s in self.optimizer.state.values():
+                for s in [s for opt in optimizers for s in opt.state.values()]:
                     for v in s.values():
                         if torch.is_tensor(v):
                             v.zero_()
@@ -398,12 +464,17 @@ class MEow:
     # ------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:
         """Online and target weights, optimizer and normalizer state (plain modules, no graphs)."""
-        return {
+        state = {
             "policy": self.policy.state_dict(),
             "target": self.target.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "normalizer": self.normalizer.state_dict(),
+            "reward_max": self.reward_max.clone(),
         }
+        if self.log_alpha is not None:
+            state["log_alpha"] = self.log_alpha.detach().clone()
+            state["alpha_optimizer"] = self.alpha_optimizer.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         """Restores :meth:`state_dict`; captured graphs are recorded again at the next call."""
@@ -411,6 +482,14 @@ class MEow:
         self.target.load_state_dict(state["target"])
         self.optimizer.load_state_dict(flat_optimizer_state(state["optimizer"], self._params))
         self.normalizer.load_state_dict(state["normalizer"])
+        with torch.no_grad():
+            # absent from checkpoints written before these settings existed
+            self.reward_max.copy_(state.get("reward_max", torch.tensor(-math.inf)))
+            if self.log_alpha is not None:
+                # a run that starts tuning from a fixed-alpha checkpoint starts from its alpha
+                self.log_alpha.copy_(state.get("log_alpha", self.policy.alpha.log()))
+                if "alpha_optimizer" in state:
+                    self.alpha_optimizer.load_state_dict(state["alpha_optimizer"])
         self._update_graph = None
         self._act_graphs.clear()
 

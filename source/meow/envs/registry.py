@@ -2,7 +2,8 @@
 
 A kind (``env.kind`` in a task file) knows how to create its environments and everything a run
 of it needs beyond the core: task files it ships, overrides meant for its own config system,
-files written beside a run, baselines. The core knows only :class:`EnvKind`; a package adds a
+files written beside a run. (Baselines are not part of it: :mod:`meow.baselines` finds them
+through entry points of their own.) The core knows only :class:`EnvKind`; a package adds a
 simulator by subclassing it and naming the class in its metadata::
 
     [project.entry-points."meow.envs"]
@@ -48,8 +49,6 @@ class EnvKind:
     """True when the kind reads ``env.sim_overrides`` (see :meth:`split_overrides`)."""
     training_video: bool = False
     """True when :meth:`make_env` can record training clips (its ``video`` argument)."""
-    baselines: tuple[str, ...] = ()
-    """``--algo`` values :meth:`run_baseline` trains."""
 
     def make_env(
         self,
@@ -91,14 +90,6 @@ class EnvKind:
     def write_run_files(self, run_dir: Path, cfg: Any, env: VecEnv) -> None:
         """Writes files a run of this kind keeps beside MEow's (e.g. the simulator's config)."""
 
-    def run_baseline(
-        self, algo: str, cfg: Any, max_iterations: int | None, deadline: float | None = None
-    ) -> Path:
-        """Trains baseline ``algo`` (one of :attr:`baselines`); returns its run directory.
-
-        ``deadline``: ``time.monotonic()`` at which training ends as if it had reached its steps."""
-        raise EnvKindError(f"env.kind={self.name} has no baselines")
-
     def rl_games_observer(self) -> Any:
         """The rl-games algorithm observer for runs of this kind (None: rl-games' default)."""
         return None
@@ -108,7 +99,6 @@ class GymnasiumKind(EnvKind):
     """Any registered Gymnasium id, stepped as a synchronous vector env on the CPU."""
 
     name = "gymnasium"
-    baselines = ("sac",)
 
     def make_env(
         self, env_id, num_envs, device, kwargs, render_mode=None, *, seed=None, sim_overrides=(), video=None
@@ -117,17 +107,6 @@ class GymnasiumKind(EnvKind):
         from meow.envs.gymnasium_env import GymnasiumVecEnv
 
         return _construct(GymnasiumVecEnv, env_id, kwargs, env_id, num_envs, device, render_mode=render_mode)
-
-    def run_baseline(self, algo, cfg, max_iterations, deadline=None):
-        from datetime import datetime
-
-        from meow.baselines import train_sb3_sac
-
-        stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-        if max_iterations is not None:
-            cfg.runner.total_steps = max_iterations
-        run_dir = Path(cfg.runner.log_dir) / "sac" / cfg.env.id / stamp
-        return train_sb3_sac(cfg, run_dir, deadline=deadline).parent
 
 
 class MultiGoalKind(EnvKind):

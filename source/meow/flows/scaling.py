@@ -22,7 +22,8 @@ class StateScaling(Transform):
         context_dim: state size.
         log_sigma_min: lower bound of log-sigma.
         log_sigma_max: upper bound of log-sigma.
-        hidden: hidden sizes of ``h`` (no LayerNorm, no dropout, zero-initialised weights).
+        hidden: hidden sizes of ``h`` (no dropout, zero-initialised weights).
+        norm: ``none`` (the paper) | ``layer`` | ``rms``: normalisation after each hidden linear of ``h``.
     """
 
     state_only_ladj = True
@@ -34,13 +35,14 @@ class StateScaling(Transform):
         log_sigma_min: float,
         log_sigma_max: float,
         hidden: tuple[int, ...] = (64, 64),
+        norm: str = "none",
     ) -> None:
         super().__init__()
         if not log_sigma_min < log_sigma_max:
             raise ValueError(f"log_sigma_min={log_sigma_min} must be below log_sigma_max={log_sigma_max}")
         self.log_sigma_min = float(log_sigma_min)
         self.log_sigma_max = float(log_sigma_max)
-        self.net = mlp(context_dim, hidden, dim, init="zeros")
+        self.net = mlp(context_dim, hidden, dim, init="zeros", norm=norm)
 
     def log_sigma(self, context: Tensor) -> Tensor:
         """Per-dimension log-scale, bounded to ``[log_sigma_min, log_sigma_max]``."""

@@ -225,7 +225,7 @@ def meow_env(vec_env: Any, env_info: dict[str, Any], device: torch.device) -> Ve
 
 def config_from_rl_games(params: dict[str, Any]):
     """MEow's run config from rl-games params: ``meow_task``'s settings < the mapped keys."""
-    from meow.config import ConfigError, load_config
+    from meow.config import ConfigError, env_steps, load_config
 
     c = params["config"]
     if "meow_task" not in c and "meow_config" not in c:
@@ -255,9 +255,9 @@ def config_from_rl_games(params: dict[str, Any]):
     else:
         cfg = load_config(c["meow_task"], overrides)
     if c.get("max_epochs", -1) > 0:  # Isaac Lab's --max_iterations: epochs are vectorized steps
-        cfg.runner.total_steps = int(c["max_epochs"]) * cfg.env.num_envs
+        cfg.runner.total_steps = env_steps(c["max_epochs"], cfg.env.num_envs)
     if c.get("save_frequency", 0) > 0:
-        cfg.runner.checkpoint_interval = int(c["save_frequency"]) * cfg.env.num_envs
+        cfg.runner.checkpoint_interval = env_steps(c["save_frequency"], cfg.env.num_envs)
     from meow.envs.registry import get_kind
 
     if not get_kind(cfg.env.kind).eval_envs_allowed:

@@ -20,6 +20,11 @@ the couplings) or one per head (the couplings run on the batch repeated per head
 release evaluates its two heads on a doubled batch)."""
 
 
+SHIFT_SCALES = ("alpha", "reward")
+"""``algo.shift_scale``: whether the reward-shifting heads are scaled by ``alpha`` with the rest of
+the soft values (``alpha * b_k``, the paper's release) or are in reward units (``b_k``)."""
+
+
 class FlowPolicy(nn.Module):
     """MEow's flow ``pi(a|s)`` with ``Q(s,a) - V(s) = alpha * log pi(a|s)`` exactly.
 
@@ -34,7 +39,10 @@ class FlowPolicy(nn.Module):
         V_k(s)   = alpha * (d/2 log 2pi - sum_{S_l} ladj + b_k(s))
 
     ``b_k`` are the learnable reward-shifting heads (LRS); with two heads the target
-    takes the smaller value (shifting-based clipped double Q). ``V`` is computed from
+    takes the smaller value (shifting-based clipped double Q). With ``shift_scale="reward"`` they
+    stand outside the ``alpha`` factor (``Q_k = alpha * (...) + b_k``), so that a change of
+    ``alpha`` rescales only the entropy part of the values (docs/ALGORITHM.md, "Automatic
+    temperature"); ``Q_k - V_k = alpha * log pi`` holds either way. ``V`` is computed from
     the state-only layers and the shift heads, without running the couplings.
 
     Args:
@@ -53,6 +61,11 @@ class FlowPolicy(nn.Module):
         layer_norm: LayerNorm in the coupling networks.
         coupling_bias: ``zeros`` or ``default`` (see :data:`COUPLING_BIASES`).
         q_dropout: ``shared`` or ``per_head`` (see :data:`Q_DROPOUTS`).
+        shift_scale: ``alpha`` or ``reward`` (see :data:`SHIFT_SCALES`).
+        coupling_shift_bound: when > 0, each coupling's shift is ``c * tanh(t / c)``, so the
+            pre-tanh location stays within ``num_couplings / 2 * c`` of the prior's (0: unbounded).
+        head_norm: ``none | layer | rms``: normalisation after each hidden linear of the
+            reward-shifting heads and of the log-sigma network (none in the paper).
     """
 
     def __init__(
@@ -73,8 +86,14 @@ class FlowPolicy(nn.Module):
         layer_norm: bool = True,
         coupling_bias: str = "default",
         q_dropout: str = "per_head",
+        shift_scale: str = "alpha",
+        coupling_shift_bound: float = 0.0,
+        head_norm: str = "none",
     ) -> None:
         super().__init__()
+        if shift_scale not in SHIFT_SCALES:
+            raise ValueError(f"shift_scale={shift_scale} is invalid; valid: {' | '.join(SHIFT_SCALES)}")
+        self.shift_scale = shift_scale
         if coupling_bias not in COUPLING_BIASES:
             raise ValueError(
                 f"coupling_bias={coupling_bias} is invalid; valid: {' | '.join(COUPLING_BIASES)}"
@@ -88,7 +107,9 @@ class FlowPolicy(nn.Module):
         self.action_dim = action_dim
         self.num_shift_heads = num_shift_heads
         self.register_buffer("alpha", torch.tensor(float(alpha)))
-        self.scaling = StateScaling(action_dim, obs_dim, log_sigma_min, log_sigma_max, scale_hidden)
+        self.scaling = StateScaling(
+            action_dim, obs_dim, log_sigma_min, log_sigma_max, scale_hidden, norm=head_norm
+        )
         mask = torch.arange(action_dim) % 2 == 0
         self.couplings = nn.ModuleList(
             AdditiveCoupling(
@@ -98,11 +119,16 @@ class FlowPolicy(nn.Module):
                 dropout,
                 layer_norm,
                 zero_bias=coupling_bias == "zeros",
+                shift_bound=coupling_shift_bound,
             )
             for k in range(num_couplings)
         )
         self.squash = TanhSquash()
-        self.shift = EnsembleMLP(num_shift_heads, obs_dim, shift_hidden, 1) if reward_shifting else None
+        self.shift = (
+            EnsembleMLP(num_shift_heads, obs_dim, shift_hidden, 1, norm=head_norm)
+            if reward_shifting
+            else None
+        )
         self._log_norm_const = 0.5 * action_dim * math.log(2.0 * math.pi)
 
     @property
@@ -170,7 +196,26 @@ class FlowPolicy(nn.Module):
         else:
             u, energy, _ = self._to_latent(action, obs)
             kernel = self._gaussian_log_kernel(u) + energy
-        return self.alpha * (kernel + self.shift_values(obs))
+        return self._soft(kernel, obs)
+
+    def _soft(self, log_kernel: Tensor, obs: Tensor) -> Tensor:
+        """``alpha * (log_kernel + b_k)`` or, with reward-unit shifts, ``alpha * log_kernel + b_k``."""
+        if self.shift_scale == "reward":
+            return self.alpha * log_kernel + self.shift_values(obs)
+        return self.alpha * (log_kernel + self.shift_values(obs))
+
+    def q_values_floored(self, obs: Tensor, action: Tensor, floor: float) -> Tensor:
+        """``V_k(s) + alpha * max(log pi(a|s), floor)``: the soft Q of every head, with actions less
+        probable than ``exp(floor)`` counted as that probable (their gradient reaches V only).
+
+        Equal to :meth:`q_values` wherever ``log pi(a|s) >= floor``.
+        """
+        heads = self.num_shift_heads
+        if self._pass_per_head and self.training:
+            log_prob = self.log_prob(obs.repeat(heads, 1), action.repeat(heads, 1)).view(heads, -1)
+        else:
+            log_prob = self.log_prob(obs, action)
+        return self.values(obs) + self.alpha * torch.clamp(log_prob, min=floor)
 
     def values(self, obs: Tensor) -> Tensor:
         """Soft V of every shift head in closed form, shaped ``(heads, B)``.
@@ -178,4 +223,4 @@ class FlowPolicy(nn.Module):
         Only the state-only layers and the shift heads run: the couplings are not needed.
         """
         constant = sum(t.inverse_ladj(obs) for t in self.transforms if t.state_only_ladj)
-        return self.alpha * (self._log_norm_const - constant + self.shift_values(obs))
+        return self._soft(self._log_norm_const - constant, obs)

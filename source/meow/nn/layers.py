@@ -69,6 +69,47 @@ class Dropout(nn.Module):
         return f"p={self.p}"
 
 
+HIDDEN_NORMS = ("none", "layer", "rms")
+"""Normalisation after a hidden linear: none, LayerNorm, or RMSNorm (both with a learnable gain;
+LayerNorm also with a bias)."""
+
+
+def hidden_norm(kind: str, width: int, heads: int | None = None) -> nn.Module | None:
+    """The normalisation module ``kind`` (:data:`HIDDEN_NORMS`) over ``width`` features; ``heads``:
+    one gain (and bias) per head for inputs shaped ``(heads, B, width)``. None for ``none``."""
+    if kind not in HIDDEN_NORMS:
+        raise ValueError(f"norm={kind} is invalid; valid: {' | '.join(HIDDEN_NORMS)}")
+    if kind == "none":
+        return None
+    return HeadNorm(width, heads or 1, rms=kind == "rms")
+
+
+class HeadNorm(nn.Module):
+    """LayerNorm or RMSNorm over the last dimension with a gain (and for LayerNorm a bias) per head.
+
+    Args:
+        width: features normalised.
+        heads: heads with their own gain and bias; inputs ``(heads, B, width)`` or, for one head,
+            ``(B, width)``.
+        rms: RMSNorm (scale by the root mean square, no centring, no bias) instead of LayerNorm.
+    """
+
+    def __init__(self, width: int, heads: int = 1, rms: bool = False) -> None:
+        super().__init__()
+        self.width, self.rms = width, rms
+        shape = (width,) if heads == 1 else (heads, 1, width)
+        self.weight = nn.Parameter(torch.ones(shape))
+        self.bias = None if rms else nn.Parameter(torch.zeros(shape))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.rms:
+            return x * torch.rsqrt(x.square().mean(-1, keepdim=True) + 1e-6) * self.weight
+        return torch.nn.functional.layer_norm(x, (self.width,)) * self.weight + self.bias
+
+    def extra_repr(self) -> str:
+        return f"{self.width}, {'rms' if self.rms else 'layer'}"
+
+
 def _init_linear(layer: nn.Linear, init: str) -> None:
     if init in ("orthogonal", "orthogonal_default_bias"):
         nn.init.orthogonal_(layer.weight)
@@ -89,6 +130,7 @@ def mlp(
     layer_norm: bool = False,
     dropout: float = 0.0,
     init: str = "default",
+    norm: str = "none",
 ) -> nn.Sequential:
     """``Linear -> [LayerNorm] -> Swish -> [Dropout]`` per hidden layer, then a Linear.
 
@@ -101,6 +143,8 @@ def mlp(
         init: ``orthogonal`` (weights orthogonal, biases zero), ``orthogonal_default_bias``
             (weights orthogonal, biases PyTorch's default uniform), ``zeros`` (weights zero)
             or ``default`` (PyTorch's).
+        norm: ``none | layer | rms`` (:data:`HIDDEN_NORMS`) after each hidden linear, where
+            ``layer_norm`` puts none (for the networks that have none in the paper).
     """
     layers: list[nn.Module] = []
     last = in_dim
@@ -108,6 +152,8 @@ def mlp(
         layers.append(nn.Linear(last, width))
         if layer_norm:
             layers.append(nn.LayerNorm(width))
+        elif (extra := hidden_norm(norm, width)) is not None:
+            layers.append(extra)
         layers.append(Swish(width))
         if dropout > 0.0:
             layers.append(Dropout(dropout))
@@ -146,18 +192,24 @@ class EnsembleLinear(nn.Module):
 
 
 class EnsembleMLP(nn.Module):
-    """``heads`` MLPs ``in -> hidden -> out`` with Swish, zero-initialised weights.
+    """``heads`` MLPs ``in -> hidden -> out`` with Swish (and ``norm`` after each hidden linear),
+    zero-initialised weights.
 
     Returns ``(heads, B, out)``. Used for the twin reward-shifting networks, so both
     heads are one stacked computation rather than two passes or a duplicated batch.
     """
 
-    def __init__(self, heads: int, in_dim: int, hidden: tuple[int, ...], out_dim: int) -> None:
+    def __init__(
+        self, heads: int, in_dim: int, hidden: tuple[int, ...], out_dim: int, norm: str = "none"
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         last = in_dim
         for width in hidden:
-            layers += [EnsembleLinear(heads, last, width), Swish(width, heads=heads)]
+            layers.append(EnsembleLinear(heads, last, width))
+            if (extra := hidden_norm(norm, width, heads)) is not None:
+                layers.append(extra)
+            layers.append(Swish(width, heads=heads))
             last = width
         layers.append(EnsembleLinear(heads, last, out_dim))
         self.net = nn.Sequential(*layers)

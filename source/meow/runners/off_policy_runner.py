@@ -51,6 +51,9 @@ def build_policy(cfg: DictConfig, obs_dim: int, action_dim: int) -> FlowPolicy:
         layer_norm=a.layer_norm,
         coupling_bias=a.coupling_bias,
         q_dropout=a.q_dropout,
+        shift_scale=a.shift_scale,
+        coupling_shift_bound=a.coupling_shift_bound,
+        head_norm=a.head_norm,
     )
 
 
@@ -150,6 +153,11 @@ class OffPolicyRunner:
             capture=a.capture,
             matmul_precision=a.matmul_precision,
             grad_sync=dist.gradient_sync() if dist is not None else None,
+            weight_decay=a.weight_decay,
+            target_entropy=a.target_entropy * env.action_dim if a.alpha_autotune else None,
+            alpha_lr=a.alpha_lr,
+            target_bound=a.target_bound,
+            log_prob_floor=a.log_prob_floor,
         )
         self.buffer = ReplayBuffer(
             cfg.buffer.capacity,

@@ -91,7 +91,9 @@ def _fsync_dir(directory: Path) -> None:
 def check_creatable_dir(path: str | Path, key: str) -> None:
     """Raises a one-line ValueError unless directory ``path`` exists or can be created and written.
 
-    Nothing is created: the nearest existing ancestor must be a writable directory.
+    Nothing is left behind: the nearest existing ancestor must be a directory in which a directory
+    can be made, which is tried (and the trial removed). Permission bits alone do not say so: for
+    root every directory passes them, and ``/proc`` or a read-only mount still refuse.
     """
     target = Path(path).expanduser()
     probe = target
@@ -102,3 +104,10 @@ def check_creatable_dir(path: str | Path, key: str) -> None:
         raise ValueError(f"{key}={path} is invalid: {probe} is not a directory; valid: {valid}")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise ValueError(f"{key}={path} is invalid: {probe} is not writable; valid: {valid}")
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=probe, prefix=".meow-write-check-"))
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise ValueError(
+            f"{key}={path} is invalid: no directory can be made in {probe} ({reason}); valid: {valid}"
+        ) from None

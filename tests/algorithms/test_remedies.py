@@ -1,0 +1,208 @@
+"""The learner's divergence remedies: automatic temperature, bounded target, log-density floor,
+decoupled weight decay; each off by default, each saved and restored with the learner."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+
+from meow.algorithms import MEow
+from meow.modules import FlowPolicy
+from meow.storage import ReplayBuffer, TransitionBatch
+
+
+def _policy(**kw) -> FlowPolicy:
+    torch.manual_seed(0)
+    policy = FlowPolicy(4, 2, alpha=0.3, log_sigma_min=-2.0, log_sigma_max=0.5, **kw)
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    return policy
+
+
+def _batch(n: int = 64) -> TransitionBatch:
+    g = torch.Generator().manual_seed(1)
+    return TransitionBatch(
+        obs=torch.randn(n, 4, generator=g),
+        actions=torch.rand(n, 2, generator=g) * 1.8 - 0.9,
+        rewards=torch.randn(n, generator=g),
+        next_obs=torch.randn(n, 4, generator=g),
+        terminated=(torch.rand(n, generator=g) < 0.3).float(),
+        truncated=torch.rand(n, generator=g) < 0.3,
+    )
+
+
+# ----------------------------------------------------------------- automatic temperature
+def _entropy(alg: MEow, obs: torch.Tensor) -> float:
+    with torch.no_grad():
+        return -alg.policy.sample(obs)[1].mean().item()
+
+
+@pytest.mark.parametrize("offset, direction", [(+5.0, 1), (-5.0, -1)])
+def test_alpha_rises_below_the_target_entropy_and_falls_above_it(offset, direction):
+    policy = _policy(dropout=0.0)
+    b = _batch()
+    target = _entropy(MEow(_policy(dropout=0.0)), b.obs) + offset
+    alg = MEow(policy, target_entropy=target, alpha_lr=1e-2)
+    before = alg.policy.alpha.item()
+    stats = alg.update(b)
+    after = alg.policy.alpha.item()
+    # Adam's first step moves log alpha by its learning rate, in the direction of the entropy gap
+    assert math.log(after / before) == pytest.approx(direction * 1e-2, rel=1e-3)
+    assert alg.target.alpha.item() == after == pytest.approx(stats["alpha"].item())
+    assert alg.log_alpha.exp().item() == pytest.approx(after)
+
+
+def test_alpha_settles_where_the_entropy_meets_the_target():
+    """A toy dual problem with the learner's own step: entropy(alpha) = log(alpha) + 1 (a policy
+    that widens with alpha) and target 0 nats: the fixed point is alpha = exp(-1)."""
+    alg = MEow(_policy(), target_entropy=0.0, alpha_lr=0.05)
+    for _ in range(600):
+        entropy = alg.log_alpha.detach() + 1.0
+        alg._temperature_step(-entropy)
+    assert alg.policy.alpha.item() == pytest.approx(math.exp(-1.0), rel=0.05)
+
+
+def test_fixed_alpha_is_the_default_and_has_no_temperature_state():
+    alg = MEow(_policy())
+    alg.update(_batch())
+    assert alg.log_alpha is None and alg.policy.alpha.item() == pytest.approx(0.3)
+    assert "log_alpha" not in alg.state_dict()
+
+
+def test_a_tuned_alpha_is_saved_and_restored():
+    b = _batch()
+    alg = MEow(_policy(), target_entropy=10.0, alpha_lr=1e-2)
+    for _ in range(3):
+        alg.update(b)
+    state = copy.deepcopy(alg.state_dict())  # as read back from a file: no tensor shared
+    again = MEow(_policy(), target_entropy=10.0, alpha_lr=1e-2)
+    again.load_state_dict(state)
+    assert again.policy.alpha.item() == pytest.approx(alg.policy.alpha.item())
+    assert again.target.alpha.item() == pytest.approx(alg.policy.alpha.item())
+    for learner in (alg, again):  # the same samples for both
+        torch.manual_seed(5)
+        learner.update(b)
+    assert again.log_alpha.item() == alg.log_alpha.item()
+
+
+def test_tuning_from_a_fixed_alpha_checkpoint_starts_at_its_alpha():
+    fixed = MEow(_policy())
+    fixed.policy.alpha.fill_(0.07)
+    fixed.target.alpha.fill_(0.07)
+    tuned = MEow(_policy(), target_entropy=0.0)
+    tuned.load_state_dict(fixed.state_dict())  # no log_alpha, no alpha optimizer
+    assert tuned.log_alpha.exp().item() == pytest.approx(0.07)
+
+
+# -------------------------------------------------------------------------- bounded target
+def test_the_bounded_target_is_clamped_exactly_at_what_the_rewards_allow():
+    policy = _policy(dropout=0.0)
+    alg = MEow(policy, gamma=0.9, target_bound=True)
+    b = _batch()
+    with torch.no_grad():
+        alg.target.shift.net[-1].bias.fill_(1e4)  # a target V far above any soft return
+    out = alg._target(TransitionBatch(*(x.unsqueeze(1) for x in b)))
+    v_max = (b.rewards.max() + 0.3 * 2 * math.log(2.0)) / (1 - 0.9)
+    assert torch.allclose(out["next_v"], v_max.expand(64), rtol=1e-6)
+    alive = 1.0 - b.terminated
+    assert torch.allclose(out["target"], b.rewards + 0.9 * alive * v_max, rtol=1e-6)
+    assert alg.reward_max.item() == b.rewards.max().item()
+
+
+def test_the_bound_leaves_targets_below_it_alone():
+    b = TransitionBatch(*(x.unsqueeze(1) for x in _batch()))
+    free, bounded = MEow(_policy(dropout=0.0)), MEow(_policy(dropout=0.0), target_bound=True)
+    with torch.no_grad():
+        for alg in (free, bounded):
+            alg.target.shift.net[-1].bias.fill_(-50.0)
+    assert torch.equal(free._target(b)["target"], bounded._target(b)["target"])
+
+
+def test_the_largest_reward_is_kept_across_batches_and_checkpoints():
+    alg = MEow(_policy(), target_bound=True)
+    b = _batch()
+    alg.update(b)
+    alg.update(b._replace(rewards=b.rewards - 100.0))
+    assert alg.reward_max.item() == b.rewards.max().item()
+    again = MEow(_policy(), target_bound=True)
+    again.load_state_dict(alg.state_dict())
+    assert again.reward_max.item() == b.rewards.max().item()
+
+
+# ------------------------------------------------------------------------ log-density floor
+def test_the_floor_changes_only_the_actions_below_it():
+    policy = _policy(dropout=0.0).eval()
+    b = _batch()
+    with torch.no_grad():
+        log_pi = policy.log_prob(b.obs, b.actions)
+        floor = log_pi.median().item()
+        q = policy.q_values(b.obs, b.actions)
+        floored = policy.q_values_floored(b.obs, b.actions, floor)
+        v = policy.values(b.obs)
+    above = log_pi >= floor
+    assert 0 < above.sum() < 64
+    assert torch.allclose(floored[:, above], q[:, above], atol=1e-4)
+    assert torch.allclose(floored[:, ~above], v[:, ~above] + policy.alpha * floor, atol=1e-5)
+
+
+def test_below_the_floor_the_fit_reaches_the_value_only():
+    policy = _policy(dropout=0.0).eval()
+    b = _batch(8)
+    floored = policy.q_values_floored(b.obs, b.actions, floor=1e6).sum()  # every action below
+    floored.backward()
+    couplings = [p.grad for p in policy.couplings.parameters()]
+    assert all(g is None or torch.count_nonzero(g) == 0 for g in couplings)
+    assert torch.count_nonzero(policy.scaling.net[0].weight.grad) > 0
+
+
+def test_the_floor_is_per_action_dimension_in_the_learner():
+    alg = MEow(_policy(), log_prob_floor=-2.0)
+    assert alg.log_prob_floor == -4.0
+    assert MEow(_policy()).log_prob_floor is None
+
+
+# --------------------------------------------------------------------------- weight decay
+def test_weight_decay_is_decoupled_and_off_by_default():
+    assert type(MEow(_policy()).optimizer) is torch.optim.Adam
+    alg = MEow(_policy(), lr=1e-2, weight_decay=0.5)
+    assert type(alg.optimizer) is torch.optim.AdamW
+    before = alg._flat.detach().clone()
+    alg._flat.grad.zero_()
+    alg.optimizer.step()  # no gradient: only the decay acts, p <- p * (1 - lr * wd)
+    assert torch.allclose(alg._flat.detach(), before * (1 - 1e-2 * 0.5), atol=1e-7)
+
+
+# ----------------------------------------------------------------------- all of them at once
+@pytest.mark.slow
+def test_every_remedy_compiled_matches_eager():
+    """The remedies run inside the compiled loss as in the eager one (same seed, same steps)."""
+    torch.set_num_threads(1)
+    kw = {
+        "target_entropy": -2.0,
+        "target_bound": True,
+        "log_prob_floor": -1.0,
+        "weight_decay": 0.01,
+    }
+    flow = {"shift_scale": "reward", "coupling_shift_bound": 1.0, "head_norm": "layer"}
+    out = []
+    for capture in ("none", "compile"):
+        torch.manual_seed(0)
+        buffer = ReplayBuffer(400, 1, 4, 2, verbose=False)
+        b = _batch(200)
+        for i in range(200):
+            buffer.add(*(x[i : i + 1] for x in b))
+        torch.manual_seed(0)
+        alg = MEow(_policy(**flow), capture=capture, **kw)
+        for _ in range(3):
+            stats = alg.update_from(buffer, 32)
+        out.append((alg._flat.detach().clone(), stats["alpha"].item()))
+    # Adam's step is about lr per element whatever the gradient's size, so rounding differences
+    # in near-zero gradients may move a few elements by up to lr a step; the rest agree closely
+    diff = (out[0][0] - out[1][0]).abs()
+    assert diff.max() <= 3 * 1e-3 and diff.median() < 1e-6
+    assert not torch.equal(out[0][0], MEow(_policy(**flow))._flat)
+    assert out[0][1] == pytest.approx(out[1][1], rel=1e-5)

@@ -1,0 +1,69 @@
+"""The Isaac tasks' batch, update and replay sizes (``meow_isaac.learner_settings``): the paper's
+rule up to 512 envs, eight samples per env step within 8 GiB above, reached by the task files
+through resolvers the extension registers, not the core."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from omegaconf import OmegaConf
+
+from meow.config import load_config
+from meow_isaac.learner_settings import isaac_learner_settings
+
+
+@pytest.mark.parametrize("num_envs", [1, 64, 128, 512])
+def test_isaac_tasks_keep_the_papers_rule_at_the_published_env_counts(num_envs):
+    cfg = load_config("Isaac-Ant", [f"env.num_envs={num_envs}", "device=cpu"])
+    assert cfg.algo.batch_size == min(131072 // num_envs, 4096)
+    assert cfg.algo.updates_per_step == 1 and cfg.buffer.capacity == 15000 * num_envs
+
+
+@pytest.mark.parametrize(
+    "task", ["Isaac-Ant", "Isaac-Humanoid", "Isaac-Velocity-Rough-Anymal-C-v0", "Isaac-Reorient-Cube-Allegro"]
+)
+@pytest.mark.parametrize("num_envs", [4096, 16384])
+def test_isaac_large_env_settings_feed_the_learner_and_fit_a_24gb_gpu(task, num_envs):
+    from meow.storage import ReplayBuffer
+
+    cfg = load_config(task, [f"env.num_envs={num_envs}", "device=cpu"])
+    a = cfg.algo
+    drawn = a.batch_size * a.updates_per_step
+    assert drawn >= 8192 and drawn == 8 * num_envs  # 8 samples per env step, the paper's ratio at 128 envs
+    assert a.batch_size <= 16384
+    replay = ReplayBuffer.nbytes_for(cfg.buffer.capacity, cfg.env.obs_dim, cfg.env.action_dim)
+    assert replay <= 8 * 2**30 and cfg.buffer.capacity <= 15000 * num_envs
+    assert cfg.buffer.capacity // num_envs >= 256  # docs/ISAACLAB.md lists the steps kept per env
+    assert cfg.runner.warmup_steps >= a.batch_size
+
+
+def test_the_task_files_resolvers_are_the_rule():
+    node = OmegaConf.create(
+        {
+            "n": 4096,
+            "batch": "${meow.isaac_batch:${n}}",
+            "updates": "${meow.isaac_updates:${n}}",
+            "capacity": "${meow.isaac_capacity:${n},60,8}",
+        }
+    )
+    rule = isaac_learner_settings(4096, 60, 8)
+    assert (node.batch, node.updates, node.capacity) == (
+        rule["batch_size"],
+        rule["updates_per_step"],
+        rule["capacity"],
+    )
+
+
+def test_the_core_alone_does_not_know_the_isaac_resolvers():
+    """The rule is the extension's: importing the core registers none of its names; loading an
+    Isaac task (which loads the extension's env kind) does."""
+    code = """if True:
+        from omegaconf import OmegaConf
+        import meow.config
+        print(OmegaConf.has_resolver("meow.isaac_batch"), OmegaConf.has_resolver("meow.mul"))
+        print(meow.config.load_config("Isaac-Ant-v0", ["env.num_envs=4096"]).algo.batch_size)
+    """
+    out = subprocess.check_output([sys.executable, "-c", code], text=True, timeout=300).split()
+    assert out == ["False", "True", str(isaac_learner_settings(4096, 0, 0)["batch_size"])]
