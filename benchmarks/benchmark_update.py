@@ -110,7 +110,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if mode in CUDA_ONLY and not cuda:
             parser.error(f"--modes {mode} needs CUDA; valid on the CPU: none, compile")
     args.modes = modes
-    from meow.algorithms.meow import MATMUL_PRECISIONS
+    from meow.algorithms.capture import MATMUL_PRECISIONS
 
     if args.matmul_precision not in MATMUL_PRECISIONS:
         parser.error(
@@ -222,7 +222,7 @@ def update_table(args: argparse.Namespace) -> list[dict]:
 
         def floor(alg=alg, windows=windows) -> None:
             alg.policy.train()
-            loss, _ = alg._loss(windows)
+            loss, _ = alg.loss(windows)
             alg.policy.zero_grad(set_to_none=True)
             loss.backward()
 

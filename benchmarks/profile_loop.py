@@ -104,12 +104,12 @@ def main(argv: list[str] | None = None) -> int:
         obs = result.obs
         alg.policy.train()
         if args.capture == "compile":
-            loss, _ = timed("loss forward", lambda: alg._loss_fn(buffer, args.batch_size))
+            loss, _ = timed("loss forward", lambda: alg._update_loss(buffer, args.batch_size))
         else:
             batch = timed("sample", lambda: buffer.sample_windows(args.batch_size, alg.n_step))
-            loss, _ = timed("loss forward", lambda: alg._loss(batch))
+            loss, _ = timed("loss forward", lambda: alg.loss(batch))
             with torch.no_grad():
-                timed("(target part)", lambda: alg._target(batch))
+                timed("(target part)", lambda: alg.soft_target(batch))
         grad = alg._flat.grad
 
         def optimizer_part() -> None:

@@ -139,6 +139,32 @@ def test_a_checkpoint_config_from_before_matmul_precision_resumes_in_float32():
     assert config_from_checkpoint(saved).algo.matmul_precision == "float32"
 
 
+REMEDY_KEYS = {
+    "shift_scale": "alpha",
+    "coupling_shift_bound": 0.0,
+    "head_norm": "none",
+    "weight_decay": 0.0,
+    "alpha_autotune": False,
+    "target_entropy": -1.0,
+    "alpha_lr": 3e-4,
+    "target_bound": False,
+    "log_prob_floor": None,
+}
+
+
+def test_the_divergence_remedies_are_off_by_default_as_the_paper():
+    algo = load_config("Walker2d-v5").algo
+    assert {k: algo[k] for k in REMEDY_KEYS} == REMEDY_KEYS
+
+
+def test_a_checkpoint_config_from_before_the_remedies_resumes_with_them_off():
+    saved = OmegaConf.to_container(load_config("Walker2d-v5", ["algo.head_norm=layer"]))
+    for key in REMEDY_KEYS:
+        del saved["algo"][key]
+    algo = config_from_checkpoint(saved).algo
+    assert {k: algo[k] for k in REMEDY_KEYS} == REMEDY_KEYS
+
+
 def test_checkpoint_config_round_trip_and_frozen_task():
     saved = OmegaConf.to_container(load_config("Hopper-v5"))
     cfg = config_from_checkpoint(saved, ["runner.total_steps=10"])

@@ -821,9 +821,57 @@ def report(grid: Grid, out: Path, steps: list[int]) -> int:
                         cell += f"; partial: {', '.join(short)}"
                     cells.append(cell)
                 lines.append(f"| {task} | {method} | " + " | ".join(cells) + " |")
+    lines += health_table(grid, data)
     (out / "returns.md").write_text("\n".join(lines) + "\n")
     print(f"[experiments] wrote {out / 'returns.md'}", flush=True)
     return 0
+
+
+HEALTH_FROM = 30_000
+"""Env step from which :func:`health_table` checks the critic (the first tens of thousands of
+steps are the critic's own warm-up, where any calibration is loose)."""
+
+
+def health_table(grid: Grid, data: dict[tuple[str, str, int], dict[str, Curve]]) -> list[str]:
+    """Markdown lines: per run that logs the value calibration, its sampled return at its last
+    evaluation, the largest ``V(s0) - soft return`` and pre-clip gradient norm from
+    :data:`HEALTH_FROM` on, and the lowest logged policy entropy."""
+    rows = []
+    for (task, method, seed), curves in sorted(data.items()):
+        if VALUE_ERROR not in curves:
+            continue
+
+        def late(tag: str) -> list[float]:
+            c = curves.get(tag)
+            return [v for s, v in zip(c.steps, c.values, strict=True) if s >= HEALTH_FROM] if c else []
+
+        sampled = curves.get("eval/stochastic_return_mean")
+        ret = f"{sampled.values[-1]:.1f} at {int(sampled.steps[-1]):,}" if sampled else "—"
+        error, grad = late(VALUE_ERROR), late("losses/grad_norm")
+        entropy = curves.get("policy/entropy")
+        rows.append(
+            f"| {task} | {method} | {seed} | {ret} | "
+            + (f"{max(error):+.1f}" if error else "—")
+            + " | "
+            + (f"{max(grad):.3g}" if grad else "—")
+            + " | "
+            + (f"{min(entropy.values):.1f}" if entropy else "—")
+            + " |"
+        )
+    if not rows:
+        return []
+    return [
+        "",
+        f"## Critic health per run (from env step {HEALTH_FROM:,} on)",
+        "",
+        "Sampled return at the run's last evaluation; the largest `eval/value_error` (V(s0) less the soft "
+        "return earned) and the largest pre-clip `losses/grad_norm` logged from that step on; the lowest "
+        "`policy/entropy` (nats) logged. Methods that do not log the value calibration are left out.",
+        "",
+        "| task | method | seed | sampled return | max value error | max grad norm | min entropy |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+    ]
 
 
 # ------------------------------------------------------------------------------------ commands

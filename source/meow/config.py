@@ -20,7 +20,7 @@ import torch
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from meow.algorithms.meow import CAPTURE_MODES, MATMUL_PRECISIONS
+from meow.algorithms.capture import CAPTURE_MODES, MATMUL_PRECISIONS
 from meow.envs.registry import EnvKindError, all_task_dirs, get_kind
 from meow.modules.flow_policy import COUPLING_BIASES, Q_DROPOUTS, SHIFT_SCALES
 from meow.nn.layers import HIDDEN_NORMS

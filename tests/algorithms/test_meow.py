@@ -38,7 +38,7 @@ def test_loss_is_the_soft_bellman_regression_with_the_clipped_target():
     alg = MEow(_policy(), gamma=0.97)
     alg.policy.eval()  # no dropout, so that the manual computation sees the same network
     b = _batch()
-    loss, _ = alg._loss(b)
+    loss, _ = alg.loss(b)
     with torch.no_grad():
         v_next = alg.target.values(b.next_obs)  # (2, B)
         y = b.rewards + 0.97 * (1 - b.terminated) * torch.minimum(v_next[0], v_next[1])
@@ -66,7 +66,7 @@ def test_terminated_transitions_do_not_bootstrap_but_truncated_ones_do():
     assert (a[~term] != c[~term]).all()  # the others, truncated included, depend on s'
     assert (b.truncated & ~term).any()
     # and the learner's loss agrees with this bookkeeping
-    assert torch.allclose(alg._loss(moved)[0], c.mean(), rtol=1e-6)
+    assert torch.allclose(alg.loss(moved)[0], c.mean(), rtol=1e-6)
 
 
 def test_update_takes_an_adam_step_then_a_polyak_step():
@@ -124,7 +124,7 @@ def test_normalizer_is_applied_to_both_observations():
     alg.policy.eval(), plain.policy.eval()
     b = _batch()
     shifted = b._replace(obs=b.obs - 1.0, next_obs=b.next_obs - 1.0)
-    assert torch.allclose(alg._loss(b)[0], plain._loss(shifted)[0])
+    assert torch.allclose(alg.loss(b)[0], plain.loss(shifted)[0])
 
 
 def test_with_gamma_zero_q_learns_the_reward_and_pi_its_boltzmann_distribution():
@@ -167,8 +167,8 @@ def test_update_compiles_as_one_graph():
     alg = MEow(_policy())
     alg.policy.eval()
     b = _batch()
-    compiled = torch.compile(alg._loss, fullgraph=True, backend="aot_eager")
-    assert torch.allclose(compiled(b)[0], alg._loss(b)[0], rtol=1e-5)
+    compiled = torch.compile(alg.loss, fullgraph=True, backend="aot_eager")
+    assert torch.allclose(compiled(b)[0], alg.loss(b)[0], rtol=1e-5)
 
 
 def test_the_loss_over_the_flat_parameter_gives_the_per_parameter_gradients():
@@ -209,7 +209,7 @@ def test_compile_capture_takes_the_eager_update_steps():
 
 
 def test_capture_modes_are_checked():
-    assert MEow(_policy(), capture="auto").capture == "none"  # on the CPU
+    assert MEow(_policy(), capture="auto").capture.mode == "none"  # on the CPU
     with pytest.raises(ValueError, match="algo.capture=cudagraph needs a CUDA device"):
         MEow(_policy(), capture="cudagraph")
     with pytest.raises(ValueError, match="algo.capture=graph is invalid; valid: auto"):
@@ -259,7 +259,7 @@ def test_n_step_target_of_hand_written_windows():
     truncated = torch.tensor([[False, False, True], [False, True, False], [False, False, False]])
     batch = TransitionBatch(obs, actions, rewards, next_obs, terminated, truncated)
     with torch.no_grad():
-        y = alg._target(batch)["target"]
+        y = alg.soft_target(batch)["target"]
 
         def log_pi(i: int, t: int) -> float:
             return alg.target.log_prob(obs[i, t : t + 1], actions[i, t : t + 1]).item()
@@ -290,7 +290,7 @@ def test_n_step_targets_from_the_ring_buffer_match_a_step_by_step_reference():
     alg = MEow(_policy(obs_dim=3), gamma=g, n_step=n)
     batch = buf.sample_windows(3000, n)
     with torch.no_grad():
-        y = alg._target(batch)["target"]
+        y = alg.soft_target(batch)["target"]
     starts = batch.obs[:, 0, 0].long()
     seen = set()
     for i in range(0, 3000, 7):
@@ -326,7 +326,7 @@ def test_parameters_are_views_of_one_flat_tensor_and_old_optimizer_states_load()
     (checkpoints written before) loads as the same moments, concatenated."""
     import copy
 
-    from meow.algorithms.meow import flat_optimizer_state
+    from meow.algorithms.capture import flat_optimizer_state
 
     torch.manual_seed(0)
     policy = FlowPolicy(3, 2, alpha=0.2, log_sigma_min=-5.0, log_sigma_max=-0.3)

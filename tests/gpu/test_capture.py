@@ -69,7 +69,7 @@ def _max_diff(a: MEow, b: MEow) -> float:
 def test_captured_update_takes_the_eager_steps(batch_size, n_step):
     buf = _buffer()
     eager, captured = _learner("none", n_step), _learner("cudagraph", n_step)
-    assert captured._graphed and not eager._graphed
+    assert captured.capture.graphed and not eager.capture.graphed
     for alg in (eager, captured):
         torch.cuda.manual_seed(7)  # the same draws: graph replays advance the generator as eager kernels do
         for _ in range(20):
@@ -89,7 +89,7 @@ def test_compiled_kernels_recorded_in_a_graph_take_the_eager_steps():
 
     buf = _buffer()
     eager, compiled = _learner("none"), _learner("compile")
-    assert compiled._graphed  # on CUDA, compile also records the compiled kernels as one graph
+    assert compiled.capture.graphed  # on CUDA, compile also records the compiled kernels as one graph
     with inductor_config.patch(fallback_random=True):  # the eager random numbers
         for alg in (eager, compiled):
             torch.cuda.manual_seed(7)
@@ -171,11 +171,11 @@ def test_n_step_targets_on_the_device_equal_the_cpus():
     alg = _learner("none", n_step=5)
     windows = buf.sample_windows(4096, 5)
     with torch.no_grad():
-        on_gpu = alg._target(windows)["target"]
+        on_gpu = alg.soft_target(windows)["target"]
         cpu = copy.deepcopy(alg.policy).cpu()
         cpu_alg = MEow(cpu, copy.deepcopy(alg.normalizer).cpu(), n_step=5)
         cpu_alg.target.load_state_dict({k: v.cpu() for k, v in alg.target.state_dict().items()})
-        on_cpu = cpu_alg._target(type(windows)(*(x.cpu() for x in windows)))["target"]
+        on_cpu = cpu_alg.soft_target(type(windows)(*(x.cpu() for x in windows)))["target"]
     assert torch.allclose(on_gpu.cpu(), on_cpu, rtol=1e-4, atol=1e-4)
 
 
