@@ -1,6 +1,6 @@
 """Scale-out of data-parallel training: env steps per second summed over ranks, 1 rank vs N ranks.
 
-    python benchmarks/benchmark_distributed.py                          # MultiGoal, 1 vs 2 gloo ranks on the CPU
+    python benchmarks/benchmark_distributed.py                          # MultiGoal, 1 vs 2 ranks on the CPU
     python benchmarks/benchmark_distributed.py --task InvertedPendulum-v5 --ranks 1 2
     python benchmarks/benchmark_distributed.py --device cuda --ranks 1  # the 1-GPU figure
     python benchmarks/benchmark_distributed.py --repeats 3              # alternate 1 and 2 ranks 3 times

@@ -85,13 +85,16 @@ def multigoal_cfg() -> Callable[..., object]:
 @pytest.fixture
 def toysim(tmp_path, monkeypatch):
     """Installs the ``toysim`` kind (``tests/toysim_meow.py``) the way a package would: a
-    dist-info with a ``meow.envs`` entry point on ``sys.path``; returns the test's tmp_path."""
+    dist-info with a ``meow.envs`` and a ``meow.baselines`` entry point on ``sys.path``; returns
+    the test's tmp_path."""
     import toysim_meow
 
     dist = tmp_path / "site" / "toysim_meow-0.1.dist-info"
     dist.mkdir(parents=True)
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toysim-meow\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[meow.envs]\ntoysim = toysim_meow:ToySimKind\n")
+    (dist / "entry_points.txt").write_text(
+        "[meow.envs]\ntoysim = toysim_meow:ToySimKind\n\n[meow.baselines]\ntoysim = toysim_meow:BASELINES\n"
+    )
     tasks = tmp_path / "toysim_tasks"
     tasks.mkdir()
     (tasks / "toysim.yaml").write_text(toysim_meow.TASK_FILE)

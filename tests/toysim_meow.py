@@ -1,8 +1,9 @@
 """A simulator package in miniature, plugged into MEow through the ``meow.envs`` entry points.
 
 ``ToySimKind`` ships one task file (``ToySim``) and creates a 1-D point mass that must move to
-the origin. ``env.kwargs.nan_at=K`` makes the env return a NaN reward from its K-th vectorized
-step on, for the tests of what training does with a broken environment.
+the origin; :data:`BASELINES` (entry point group ``meow.baselines``) adds ``--algo ppo`` on it.
+``env.kwargs.nan_at=K`` makes the env return a NaN reward from its K-th vectorized step on, for
+the tests of what training does with a broken environment.
 """
 
 from __future__ import annotations
@@ -82,3 +83,15 @@ class ToySimKind(EnvKind):
 
     def task_dirs(self) -> list[Path]:
         return [self.task_dir] if self.task_dir is not None else []
+
+
+def train_toy_ppo(cfg, max_iterations, deadline) -> Path:
+    """A baseline as a package adds one: writes what it was called with to its run directory."""
+    run = Path(cfg.runner.log_dir) / "ppo" / cfg.env.id
+    run.mkdir(parents=True)
+    (run / "called.txt").write_text(f"{cfg.runner.total_steps} {max_iterations} {deadline is None}")
+    return run
+
+
+BASELINES = {"ppo": train_toy_ppo}
+"""``--algo`` values on ToySim tasks (:data:`meow.baselines.Trainer`)."""

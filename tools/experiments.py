@@ -841,7 +841,7 @@ def health_table(grid: Grid, data: dict[tuple[str, str, int], dict[str, Curve]])
         if VALUE_ERROR not in curves:
             continue
 
-        def late(tag: str) -> list[float]:
+        def late(tag: str, curves: dict[str, Curve] = curves) -> list[float]:
             c = curves.get(tag)
             return [v for s, v in zip(c.steps, c.values, strict=True) if s >= HEALTH_FROM] if c else []
 

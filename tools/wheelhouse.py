@@ -246,9 +246,8 @@ def pack(groups: dict[str, list[Path]], out: Path, part_size: int | None, meta: 
                 (tmp / folder / MANIFEST).write_text(text)
                 shutil.copyfile(__file__, tmp / folder / "wheelhouse.py")
                 total = sum(p.stat().st_size for p in (tmp / folder).iterdir())
-                if (
-                    part_size is not None and total > part_size
-                ):  # the reserve above makes this unreachable; keep the promise checked
+                # the reserve above makes this unreachable; keep the promise checked
+                if part_size is not None and total > part_size:
                     raise WheelhouseError(f"internal: folder {folder} is {total} bytes > {part_size}")
         tmp.rename(out)
     except BaseException:
@@ -716,7 +715,7 @@ def _read_names(path: Path) -> frozenset[str]:
     names = set()
     for line in lines:
         line = line.strip()
-        if line and not line.startswith(("#", "Package", "---")):
+        if line and not line.startswith(("#", "Package", "-")):  # comments, headers, -e and options
             names.add(requirement_name(line))
     return frozenset(names)
 

@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from script_loader import load_script
 
-train = load_script("train")  # puts source/ on the path when meow is not installed
+train = load_script("train")
 
 from meow.algorithms import MEow  # noqa: E402
 from meow.modules import EmpiricalNormalization  # noqa: E402

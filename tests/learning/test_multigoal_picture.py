@@ -12,7 +12,7 @@ from script_loader import load_script
 
 @pytest.mark.slow
 def test_meow_reaches_three_goals_and_the_picture_is_drawn(tmp_path, capsys):
-    picture = load_script("multigoal_picture", "tools")
+    picture = load_script("multigoal_picture")
     out, counts = tmp_path / "figures" / "multigoal.png", tmp_path / "multigoal.json"
     # 4,000 env steps, seed 1, 100 trajectories of up to 100 steps each (the script's defaults);
     # MEow in this process, SAC in a second one

@@ -48,10 +48,7 @@ def test_plots_two_methods_with_seed_bands(logs, tmp_path, capsys):
 def test_band_is_the_t_interval_of_the_mean(logs):
     import numpy as np
 
-    curves = [
-        read_curve(run, "eval/return_mean")
-        for run in run_dirs(str(logs / "a" / "meow/MultiGoal/*"))
-    ]
+    curves = [read_curve(run, "eval/return_mean") for run in run_dirs(str(logs / "a" / "meow/MultiGoal/*"))]
     assert len(curves) == 2
     grid, mean, half = band(curves, "steps", 5, 0.95)
     ys = np.stack([np.interp(grid, c.steps, c.values) for c in curves])

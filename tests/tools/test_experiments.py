@@ -21,7 +21,7 @@ from script_loader import load_script
 from meow.utils.curves import read_run
 
 ROOT = Path(__file__).resolve().parents[2]
-experiments = load_script("experiments", "tools")
+experiments = load_script("experiments")
 SCRIPT = [sys.executable, str(ROOT / "tools" / "experiments.py")]
 
 

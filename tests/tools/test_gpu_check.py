@@ -33,7 +33,7 @@ def test_without_the_isaac_task_files_it_says_what_to_install_before_checking_an
 ):
     from meow.envs import registry
 
-    gpu_check = load_script("gpu_check", "tools")
+    gpu_check = load_script("gpu_check")
 
     monkeypatch.setattr(registry, "_installed", dict)  # no package registers a kind
     out = tmp_path / "report.json"

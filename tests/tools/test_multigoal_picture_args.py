@@ -36,7 +36,7 @@ def test_bad_input_is_one_line_and_status_2(args, expected, tmp_path, capsys):
             args = [*args, flag, str(tmp_path / name)]
     before = sorted(tmp_path.rglob("*"))
     with pytest.raises(SystemExit) as stop:
-        load_script("multigoal_picture", "tools").main(args)
+        load_script("multigoal_picture").main(args)
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ") and expected in err, err

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from script_loader import load_script
 
-train, probe = load_script("train"), load_script("probe_critic", "tools")
+train, probe = load_script("train"), load_script("probe_critic")
 SMALL = ["runner.progress=false", "runner.warmup_steps=64", "algo.batch_size=32", "env.eval_envs=0"]
 
 

@@ -1,4 +1,4 @@
-"""tools/wheelhouse.py: files split into bounded part folders and joined back, offline.
+"""tools/wheelhouse.py: files placed into part folders (of bounded size when asked) and joined back, offline.
 
 The script runs as a real process, as it does on the target machine; ``build`` needs the network
 and is exercised by hand (docs/GPU.md), everything after the download is covered here.
@@ -95,6 +95,23 @@ def test_round_trip_restores_every_file(packed, tmp_path):
     assert {p.name: sha(p) for p in wheels.iterdir() if p.name != "manifest.json"} == digests
     # Running it again keeps the files (same content) and still succeeds.
     assert run("assemble", *sorted(out.iterdir()), "--out", wheels).returncode == 0
+
+
+def test_without_a_part_size_each_group_is_one_folder_of_whole_files(tmp_path):
+    digests = make_files(tmp_path / "src" / "core", CORE_SIZES, 1)
+    digests |= make_files(tmp_path / "src" / "isaaclab", BIG_SIZES, 2)
+    out = tmp_path / "house"
+    r = run("pack", tmp_path / "src" / "core", tmp_path / "src" / "isaaclab", "--out", out)
+    assert r.returncode == 0, r.stderr
+    manifest = json.loads((out / "part-01" / "manifest.json").read_text())
+    assert manifest["part_size"] is None
+    assert manifest["groups"] == {"core": ["part-01"], "isaaclab": ["part-02"]}
+    for entry in manifest["files"]:
+        (part,) = entry["parts"]
+        assert part["size"] == entry["size"] == (out / part["folder"] / part["name"]).stat().st_size
+    wheels = tmp_path / "wheels"
+    assert run("assemble", out / "part-01", out / "part-02", "--out", wheels).returncode == 0
+    assert {p.name: sha(p) for p in wheels.iterdir() if p.name != "manifest.json"} == digests
 
 
 def test_core_folder_alone_assembles_only_core(packed, tmp_path):
@@ -375,3 +392,17 @@ def test_install_sums_up_requirements_of_a_group_left_out(tmp_path):
     assert "1 requirement(s) not installed belong to group rest" in r.stderr and "whtest-extra" in r.stderr
     assert "whtest-other 1.0 requires whtest-nowhere" in r.stderr.replace("_", "-").lower()
     assert "1 other problem(s)" in r.stderr
+
+
+def test_have_file_takes_pip_freeze_output(tmp_path):
+    """--have names what the target already has; the target's ``pip freeze`` is such a file."""
+    wh = load_script()
+    have = tmp_path / "freeze.txt"
+    have.write_text(
+        "# the target\nNumPy==2.1.0\nfarama_notifications==0.0.4\n"
+        "-e git+https://example.org/x.git@abc#egg=x\nscipy @ file:///wheels/scipy.whl\n\n"
+    )
+    names = wh._read_names(have)
+    assert names == {"numpy", "farama-notifications", "scipy"}
+    assert not wh.carried("numpy", names) and wh.carried("omegaconf", names)
+    assert not wh.carried("torch", frozenset()) and not wh.carried("nvidia-cublas", frozenset())
