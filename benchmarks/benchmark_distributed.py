@@ -4,7 +4,6 @@
     python benchmarks/benchmark_distributed.py --task InvertedPendulum-v5 --ranks 1 2
     python benchmarks/benchmark_distributed.py --device cuda --ranks 1  # the 1-GPU figure
     python benchmarks/benchmark_distributed.py --repeats 3              # alternate 1 and 2 ranks 3 times
-    python benchmarks/benchmark_distributed.py --grad_sync default gloo gloo-buckets  # gradient sums
 
 Each world size runs as its own ``torchrun --standalone`` job of this script, one after the other
 in this one invocation, with one torch thread per rank (``OMP_NUM_THREADS=1``, ``torch_threads=1``).
@@ -30,7 +29,6 @@ import time
 from pathlib import Path
 
 RESULT_PREFIX = "[benchmark_distributed] result "
-GRAD_SYNC = ("default", "gloo", "gloo-buckets")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -44,16 +42,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=300, help="untimed vectorized steps first")
     parser.add_argument("--repeats", type=int, default=1, help="rounds over the world sizes (default 1)")
     parser.add_argument("--device", default="cpu", help="cpu (gloo) or cuda (one GPU per rank, NCCL)")
-    parser.add_argument(
-        "--grad_sync",
-        nargs="+",
-        choices=GRAD_SYNC,
-        default=["default"],
-        help="how multi-rank runs average gradients: default (what training does: shared memory "
-        "for CPU ranks on one host, else gloo/NCCL), gloo (one gloo all-reduce after backward), "
-        "gloo-buckets (four gloo all-reduces sent during backward); several: each in every round "
-        "(config overrides then go before --grad_sync)",
-    )
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
@@ -97,8 +85,6 @@ def worker(args: argparse.Namespace) -> int:
     dist.configure(cfg)
     env = make_env_from_config(cfg, n)
     runner = OffPolicyRunner(cfg, env, None, None, dist=dist)
-    if args.grad_sync == ["gloo-buckets"]:
-        runner.alg.grad_sync.overlap = True
     runner.learn()  # random actions, buffer fill, first updates (and compilation, if any)
     cfg.runner.total_steps = warm + args.steps * n * world
     dist.barrier()
@@ -122,15 +108,12 @@ def worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_world(args: argparse.Namespace, world: int, grad_sync: str) -> dict:
+def run_world(args: argparse.Namespace, world: int) -> dict:
     """Runs one torchrun job of ``world`` ranks; returns rank 0's result."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    if grad_sync != "default":
-        env["MEOW_DIST_SHM"] = "0"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={world}"]
     cmd += [str(Path(__file__).resolve()), "--worker", "--task", args.task, "--device", args.device]
     cmd += ["--num_envs", str(args.num_envs), "--steps", str(args.steps), "--warmup", str(args.warmup)]
-    cmd += [f"--grad_sync={grad_sync}"]  # one value: the overrides that follow stay positional
     proc = subprocess.run([*cmd, *args.overrides], env=env, capture_output=True, text=True)
     for line in proc.stdout.splitlines():
         if line.startswith(RESULT_PREFIX):
@@ -149,41 +132,36 @@ def main(argv: list[str] | None = None) -> int:
         f"[benchmark_distributed] {args.task} | {args.num_envs} env(s) per rank | {args.steps} timed steps "
         f"per rank | device {args.device} | {os.cpu_count()} CPU cores | torch {torch.__version__}"
     )
-    # one job per world size, and per way of averaging gradients where there are several ranks
-    jobs = [(w, mode) for w in args.ranks for mode in (args.grad_sync if w > 1 else ["-"])]
-    base = jobs[0]
-    ratios: dict[tuple[int, str], list[float]] = {job: [] for job in jobs[1:]}
+    base = args.ranks[0]
+    ratios: dict[int, list[float]] = {world: [] for world in args.ranks[1:]}
     rounds = []
     for round_ in range(1, args.repeats + 1):
         results = []
-        for world, mode in jobs:
+        for world in args.ranks:
             try:
-                res = run_world(args, world, mode if mode != "-" else "default")
+                res = run_world(args, world)
             except RuntimeError as err:
                 print(f"error: {err}", file=sys.stderr)
                 return 1
             res["sps"] = res["env_steps"] / res["seconds"]
-            res["grad_sync"] = mode
             results.append(res)
-            label = f"{world} rank(s)" + (f", gradient sum: {mode}" if world > 1 else "")
             print(
-                f"  round {round_}, {label}: {res['sps']:9.1f} env steps/s summed over ranks "
+                f"  round {round_}, {world} rank(s): {res['sps']:9.1f} env steps/s summed over ranks "
                 f"({res['env_steps']:,} steps, {res['updates_per_rank']:,} updates per rank, "
                 f"in {res['seconds']:.1f} s)",
                 flush=True,
             )
-        for job, res in zip(jobs[1:], results[1:], strict=True):
-            ratios[job].append(res["sps"] / results[0]["sps"])
+        for world, res in zip(args.ranks[1:], results[1:], strict=True):
+            ratios[world].append(res["sps"] / results[0]["sps"])
         rounds.append(results)
     summary = {}
-    for (world, mode), values in ratios.items():
+    for world, values in ratios.items():
         per_round = ", ".join(f"{v:.2f}" for v in values)
-        label = f"{world} vs {base[0]} rank(s)" + (f", gradient sum: {mode}" if world > 1 else "")
         print(
-            f"  scale-out {label}: {statistics.median(values):.2f}x median "
-            f"(rounds: {per_round}; ideal {world / base[0]:.0f}x)"
+            f"  scale-out {world} vs {base} rank(s): {statistics.median(values):.2f}x median "
+            f"(rounds: {per_round}; ideal {world / base:.0f}x)"
         )
-        summary[f"{world}/{mode}"] = {"median": statistics.median(values), "rounds": values}
+        summary[str(world)] = {"median": statistics.median(values), "rounds": values}
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         record = {

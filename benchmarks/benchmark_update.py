@@ -326,7 +326,7 @@ def pipeline(args: argparse.Namespace, modes: list[str]) -> list[dict]:
         _sync(device)
         seconds = time.perf_counter() - start
         result = {
-            "mode": runner.alg.capture,
+            "mode": runner.alg.capture.mode,
             "matmul_precision": cfg.algo.matmul_precision,
             "overrides": list(args.overrides),
             "num_envs": n,

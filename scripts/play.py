@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     from meow.envs import EnvKindError, get_kind, make_env_from_config
     from meow.export import DeterministicPolicy, export_onnx, export_torchscript
     from meow.runners import CheckpointError, OffPolicyRunner, read_checkpoint
+    from meow.runners.checkpoint import load_learner_state
 
     env = None
     try:
@@ -143,13 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg.buffer.capacity = 1
         cfg.algo.batch_size = 1
         runner = OffPolicyRunner(cfg, env, eval_env=env)
-        try:
-            runner.alg.load_state_dict(ckpt.get("learner", {}))
-        except KeyError as err:
-            raise CheckpointError(
-                f"{ckpt['path']} is incomplete: its learner state has no {err} entry; valid: a checkpoint "
-                "written by scripts/train.py"
-            ) from None
+        load_learner_state(runner.alg, ckpt)
     except (
         ConfigError,
         CheckpointError,

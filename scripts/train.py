@@ -342,10 +342,15 @@ def main(argv: list[str] | None = None) -> int:
 
     print(
         f"[meow] task {cfg.env.id} | device {cfg.device} | torch threads {torch.get_num_threads()} | "
-        f"seed {cfg.seed} | {cfg.runner.total_steps:,} env steps | update: capture {runner.alg.capture}, "
+        f"seed {cfg.seed} | {cfg.runner.total_steps:,} env steps | update: capture {runner.alg.capture.mode}, "
         f"{cfg.algo.matmul_precision} products"
     )
     print(f"[meow] logging to {run_dir}")
+    if runner.alg.capture.mode == "compile" and cfg.algo.capture == "auto":
+        print(
+            "[meow] a long CPU run: the update and the action are compiled (torch.compile), which takes "
+            "40-60 s at the first update; algo.capture=none trains without compiling"
+        )
 
     # Ctrl-C, and the SIGTERM a cluster scheduler sends before it kills a job, save a checkpoint:
     # the runner stops at the start of its next iteration (an evaluation under way is finished

@@ -821,7 +821,7 @@ def report(grid: Grid, out: Path, steps: list[int]) -> int:
                         cell += f"; partial: {', '.join(short)}"
                     cells.append(cell)
                 lines.append(f"| {task} | {method} | " + " | ".join(cells) + " |")
-    lines += health_table(grid, data)
+    lines += health_table(data)
     (out / "returns.md").write_text("\n".join(lines) + "\n")
     print(f"[experiments] wrote {out / 'returns.md'}", flush=True)
     return 0
@@ -832,7 +832,7 @@ HEALTH_FROM = 30_000
 steps are the critic's own warm-up, where any calibration is loose)."""
 
 
-def health_table(grid: Grid, data: dict[tuple[str, str, int], dict[str, Curve]]) -> list[str]:
+def health_table(data: dict[tuple[str, str, int], dict[str, Curve]]) -> list[str]:
     """Markdown lines: per run that logs the value calibration, its sampled return at its last
     evaluation, the largest ``V(s0) - soft return`` and pre-clip gradient norm from
     :data:`HEALTH_FROM` on, and the lowest logged policy entropy."""

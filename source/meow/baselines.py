@@ -10,7 +10,7 @@ Baselines are kept apart from the env kinds (:mod:`meow.envs`): a kind only make
 and this module needs nothing of the env registry, so neither imports the other.
 
 Baselines that write their library's own log layout are read through :func:`library_layout`:
-``scripts/compare.py`` and ``scripts/experiments.py`` see the return and throughput those
+``scripts/compare.py`` and ``tools/experiments.py`` see the return and throughput those
 libraries log live under MEow's names (``charts/episodic_return``, ``charts/SPS``, x axis in env
 steps), so every run reads alike, a stopped one included.
 """

@@ -8,13 +8,10 @@ holds a full copy of the learner. The copies are kept identical as follows:
 * **Parameters** start identical: rank 0's policy, target, normalizer and optimizer state are
   broadcast when training starts (also after a resume).
 * **Gradients** are averaged every update, before the grad-norm clip (the learner's
-  ``grad_sync``, :class:`OverlappedGradReduce`), and divided by the world size: on GPUs the
-  learner's one flat gradient is all-reduced (NCCL) in a few buckets, each sent while backward
-  still computes the others; CPU ranks that share a host sum it through shared memory
-  (:mod:`meow.distributed_shm`, microseconds where gloo costs milliseconds; ``MEOW_DIST_SHM=0``
-  falls back to gloo), other CPU ranks with one gloo all-reduce. Every rank then applies the
-  same Adam step to the same weights, so weights and optimizer state stay identical without
-  ever being sent again.
+  ``grad_sync``, :class:`GradientAllReduce`): the learner's one flat gradient is all-reduced
+  once after backward (NCCL for CUDA tensors, gloo for CPU ones) and divided by the world size,
+  as rsl_rl does. Every rank then applies the same Adam step to the same weights, so weights and
+  optimizer state stay identical without ever being sent again.
 * **Observation normalizer**: every rank's batch moments (count, mean, variance) are gathered
   and merged in rank order on every rank before the running statistics are updated, so the
   statistics are those of all ranks' observations and identical everywhere.
@@ -30,8 +27,11 @@ world size). The other ranks print only errors. Env steps in logs and checkpoint
 over ranks. A rank that loses contact with the others raises :class:`DistributedError`, a
 one-line message: at its next collective when a peer exited or died (its connections close), or
 after the process-group timeout (``MEOW_DIST_TIMEOUT`` seconds, default 600) when a peer hangs
-or its node vanishes (the shared-memory sum checks that its peers' processes still exist every
-0.2 s while it waits, and keeps the same timeout).
+or its node vanishes.
+
+Deliberately simple (docs/DISTRIBUTED.md): a shared-memory sum for CPU ranks on one host and an
+all-reduce in buckets overlapped with backward were here once; they served a 2-rank speed-up on a
+2-core CPU, which is no longer a goal, and no GPU measurement showed the overlap paying, so both went.
 """
 
 from __future__ import annotations
@@ -41,17 +41,13 @@ import contextlib
 import gc
 import os
 import signal
-import socket
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
-from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
-
-from meow.distributed_shm import SharedMemoryAllReduce
 
 TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 """The environment torchrun gives each worker, and that :func:`init_from_env` needs."""
@@ -68,14 +64,6 @@ class DistributedError(RuntimeError):
     """This rank lost contact with the others: a peer died, exited early or hung past the timeout."""
 
 
-def _boot_id() -> str:
-    """This machine's boot id (two containers may share a host name, not a boot)."""
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return ""
-
-
 def _timeout_from_env() -> float:
     raw = os.environ.get("MEOW_DIST_TIMEOUT", "")
     if not raw:
@@ -87,33 +75,6 @@ def _timeout_from_env() -> float:
     if value <= 0:
         raise LaunchError(f"MEOW_DIST_TIMEOUT={raw} is invalid; valid: a number of seconds > 0")
     return value
-
-
-def _shm_from_env() -> bool:
-    raw = os.environ.get("MEOW_DIST_SHM", "1").strip().lower()
-    if raw not in ("0", "1"):
-        raise LaunchError(f"MEOW_DIST_SHM={raw} is invalid; valid: 1 (default) or 0")
-    return raw == "1"
-
-
-class _GroupOps:
-    """The few object collectives that :meth:`SharedMemoryAllReduce.create` needs."""
-
-    def __init__(self, ctx: DistContext) -> None:
-        self.ctx = ctx
-
-    def broadcast_object(self, obj):
-        box = [obj]
-        self.ctx._run("the shared-memory set-up", dist.broadcast_object_list, box, 0)
-        return box[0]
-
-    def all_gather_object(self, obj) -> list:
-        out = [None] * self.ctx.world_size
-        self.ctx._run("the shared-memory set-up", dist.all_gather_object, out, obj)
-        return out
-
-    def barrier(self) -> None:
-        self.ctx.barrier("the shared-memory set-up")
 
 
 class DistContext:
@@ -129,8 +90,6 @@ class DistContext:
         timeout_s: seconds a collective may wait for the other ranks.
         check_every: iterations between the collective stop checks (a SIGTERM on any rank
             stops every rank within this many iterations).
-        shm: let CPU ranks that share a host sum the gradient through shared memory
-            (:mod:`meow.distributed_shm`; ``MEOW_DIST_SHM=0`` turns it off) rather than gloo.
     """
 
     def __init__(
@@ -140,7 +99,6 @@ class DistContext:
         local_rank: int,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         check_every: int = 25,
-        shm: bool = True,
     ) -> None:
         self.rank = rank
         self.world_size = world_size
@@ -152,9 +110,6 @@ class DistContext:
         self.stop_signal: int | None = None
         self.healthy = True
         """False once a collective failed: the group is then torn down without a goodbye."""
-        self.shm = shm
-        """Whether CPU ranks on one host may sum gradients through shared memory."""
-        self._shm_reducer: SharedMemoryAllReduce | bool | None = None  # False: decided against
 
     @property
     def is_main(self) -> bool:
@@ -206,61 +161,16 @@ class DistContext:
         except (RuntimeError, ValueError, OSError) as err:
             raise self._fail(what, err) from None
 
-    def reduce_grads(self, grads: list[Tensor]) -> None:
-        """Averages gradients over ranks in place: one flat all-reduce, then division by the
-        world size (the learner's ``reduce_grads`` hook)."""
-        if not grads or self.world_size == 1:
-            return
-        if len(grads) == 1:  # the learner's one flat gradient: reduced in place
-            reducer = self._shared_memory_for(grads[0])
-            if reducer:
-                self._run("the gradient all-reduce", reducer.allreduce_, grads[0])
-            else:
-                self._run("the gradient all-reduce", dist.all_reduce, grads[0])
-            grads[0].div_(self.world_size)
-            return
-        flat = torch.cat([g.reshape(-1) for g in grads])
-        self._run("the gradient all-reduce", dist.all_reduce, flat)
-        flat.div_(self.world_size)
-        parts = flat.split([g.numel() for g in grads])
-        torch._foreach_copy_(grads, [v.view_as(g) for v, g in zip(parts, grads, strict=True)])
+    def average_(self, grad: Tensor) -> Tensor:
+        """Overwrites ``grad`` with its mean over ranks: one all-reduce, then division by the world size."""
+        if self.world_size > 1:
+            self._run("the gradient all-reduce", dist.all_reduce, grad)
+            grad.div_(self.world_size)
+        return grad
 
-    def _shared_memory_for(self, grad: Tensor) -> SharedMemoryAllReduce | None:
-        """The shared-memory all-reduce for ``grad``, set up at the first call (a collective:
-        every rank calls this with the same gradient), or None where gloo must carry it."""
-        if self._shm_reducer is None:
-            from meow import distributed_shm
-
-            local = (
-                self.shm
-                and distributed_shm.supported(
-                    distributed_shm.SharedMemoryAllReduce.nbytes(self.world_size, grad.numel())
-                )
-                and grad.device.type == "cpu"
-                and grad.dtype == torch.float32
-                and grad.is_contiguous()
-            )
-            here = (socket.gethostname(), _boot_id(), bool(local))
-            views = _GroupOps(self).all_gather_object(here)
-            if all(v == views[0] for v in views) and views[0][2]:
-                self._shm_reducer = distributed_shm.SharedMemoryAllReduce.create(
-                    self.rank, self.world_size, grad.numel(), self.timeout_s, _GroupOps(self)
-                )
-            else:
-                self._shm_reducer = False
-        reducer = self._shm_reducer
-        return reducer if reducer and reducer.numel == grad.numel() else None
-
-    @property
-    def uses_shared_memory(self) -> bool:
-        """Whether gradients have been summed through shared memory (after the first update)."""
-        return bool(self._shm_reducer)
-
-    def gradient_sync(
-        self, bucket_numel: int | None = None, overlap: bool | None = None
-    ) -> OverlappedGradReduce:
-        """The learner's gradient averaging (see :class:`OverlappedGradReduce`)."""
-        return OverlappedGradReduce(self, bucket_numel, overlap)
+    def gradient_sync(self) -> GradientAllReduce:
+        """The learner's gradient averaging (see :class:`GradientAllReduce`)."""
+        return GradientAllReduce(self)
 
     def reduce_moments(self, count: Tensor, mean: Tensor, var: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Moments of the union of every rank's batch, given this rank's: gathered from all ranks
@@ -339,125 +249,27 @@ class DistContext:
                 dist.destroy_process_group()
 
 
-class OverlappedGradReduce:
-    """Averages the learner's flat gradient over ranks while its backward pass still runs.
-
-    The flat gradient is cut, at parameter boundaries, into buckets of about ``bucket_numel``
-    elements. A hook on each parameter, run once its gradient is complete, marks it ready; a
-    bucket whose parameters are all ready is all-reduced asynchronously, so that its
-    communication overlaps the rest of the backward pass (on a GPU, NCCL's stream sends while
-    backward's kernels run). Every rank launches the buckets in one fixed order, as collectives
-    must be: from the end of the flat vector, whose parameters (the flow's last layers) backward
-    reaches first; a bucket ready early waits for those before it. :meth:`end` launches what is
-    left, waits for all and divides by the world size: the result is the same average as one
-    all-reduce of the whole gradient.
-
-    Without overlap, :meth:`end` is one synchronous all-reduce of the whole
-    (:meth:`DistContext.reduce_grads`): inside a CUDA-graph capture (``begin(overlap=False)``),
-    and by default on the CPU. There a collective costs mostly fixed overhead, and gloo's
-    thread has no free core to send on while backward computes: four overlapped buckets were no
-    faster than one whole all-reduce (docs/RESULTS.md), and CPU ranks on one host sum through
-    shared memory, which costs microseconds.
+class GradientAllReduce:
+    """The learner's ``grad_sync``: after each backward pass, the flat gradient is averaged over
+    ranks by :meth:`DistContext.average_` (inside a captured CUDA graph too, where NCCL's
+    all-reduce is recorded with the update).
 
     Args:
         ctx: this rank's :class:`DistContext`.
-        bucket_numel: elements per bucket (default: a quarter of the gradient, at most 2^20).
-        overlap: send buckets during backward (default: where the parameters are on a GPU).
     """
 
-    def __init__(
-        self, ctx: DistContext, bucket_numel: int | None = None, overlap: bool | None = None
-    ) -> None:
-        if bucket_numel is not None and bucket_numel < 1:
-            raise ValueError(f"bucket_numel={bucket_numel} is invalid; valid: an integer >= 1")
+    def __init__(self, ctx: DistContext) -> None:
         self.ctx = ctx
-        self.bucket_numel = bucket_numel
-        self.overlap = overlap
-        self.buckets: list[tuple[int, int]] = []
-        """(start, end) of each bucket in the flat gradient, in launch order."""
-        self._flat: Tensor | None = None
-        self._params: list[Tensor] = []
-        self._owner: list[int] = []
-        self._hooked = False
-        self._sizes: list[int] = []
-        self._pending: list[int] = []
-        self._next = 0
-        self._works: list = []
-        self._armed = False
-        self._error: BaseException | None = None
-        self.launched_in_backward = 0
-        """Buckets the last backward pass sent before it ended (the overlap; for tests)."""
 
     def attach(self, flat: Tensor, params: Sequence[Tensor]) -> None:
-        """Cuts ``flat``'s gradient into buckets over ``params`` (views of ``flat``, in order); their
-        hooks are added at the first backward pass that overlaps."""
-        total = sum(p.numel() for p in params)
-        size = self.bucket_numel or max(1, min(-(-total // 4), 1 << 20))
-        self._flat, self.buckets = flat, []
-        if self.overlap is None:
-            self.overlap = flat.is_cuda
-        owner: list[int] = [0] * len(params)
-        end, filled = total, 0
-        for i in range(len(params) - 1, -1, -1):
-            owner[i] = len(self.buckets)
-            filled += params[i].numel()
-            if filled >= size or i == 0:
-                self.buckets.append((end - filled, end))
-                end, filled = end - filled, 0
-        self._sizes = [0] * len(self.buckets)
-        for b in owner:
-            self._sizes[b] += 1
-        self._params, self._owner = list(params), owner
-        self._hooked = False
+        """Nothing to prepare: the whole flat gradient is reduced at once."""
 
     def begin(self, overlap: bool = True) -> None:
-        """Arms the hooks for the next backward pass (``overlap=False``: they stay idle)."""
-        self._armed = overlap and bool(self.overlap) and self.ctx.world_size > 1
-        if not self._armed:  # the common CPU case: nothing to reset on the hot path
-            return
-        self._pending = list(self._sizes)
-        self._next = 0
-        self._works = []
-        self._error = None
-        if not self._hooked:  # hooks only where they are used: each costs a call
-            for p, b in zip(self._params, self._owner, strict=True):
-                p.register_post_accumulate_grad_hook(lambda _p, b=b: self._ready(b))
-            self._hooked = True
-
-    def _ready(self, bucket: int) -> None:
-        if not self._armed:
-            return
-        self._pending[bucket] -= 1
-        while self._next < len(self.buckets) and self._pending[self._next] == 0:
-            self._launch(self._next)
-
-    def _launch(self, bucket: int) -> None:
-        self._next = bucket + 1
-        if self._error is not None:
-            return
-        start, end = self.buckets[bucket]
-        try:  # raising inside autograd's hook would lose the message: kept for end()
-            self._works.append(dist.all_reduce(self._flat.grad[start:end], async_op=True))
-        except (RuntimeError, ValueError, OSError) as err:
-            self._error = err
+        """Nothing to start before backward (``overlap`` is accepted and ignored: no buckets)."""
 
     def end(self, grad: Tensor) -> None:
-        """Completes the average of ``grad`` (the flat gradient) over ranks, in place."""
-        if self.ctx.world_size == 1:
-            return
-        if not self._armed:
-            self.ctx.reduce_grads([grad])
-            return
-        self._armed = False
-        self.launched_in_backward = self._next
-        while self._next < len(self.buckets):
-            self._launch(self._next)
-        if self._error is not None:
-            raise self.ctx._fail("the gradient all-reduce", self._error)
-        works, self._works = self._works, []  # none outlives its update (see DistContext.close)
-        for work in works:
-            self.ctx._run("the gradient all-reduce", work.wait)
-        grad.div_(self.ctx.world_size)
+        """Averages ``grad`` (the flat gradient) over ranks, in place."""
+        self.ctx.average_(grad)
 
 
 def init_from_env(
@@ -490,9 +302,7 @@ def init_from_env(
         ) from None
     if not (world >= 1 and 0 <= rank < world and local >= 0):
         raise LaunchError(f"RANK={rank}, WORLD_SIZE={world}, LOCAL_RANK={local} are inconsistent")
-    ctx = DistContext(
-        rank, world, local, timeout_s=_timeout_from_env(), check_every=check_every, shm=_shm_from_env()
-    )
+    ctx = DistContext(rank, world, local, timeout_s=_timeout_from_env(), check_every=check_every)
     if not dist.is_initialized():
         # Imported after the default group exists, torch.distributed._shard (which torch._dynamo,
         # and so torch.optim and torch.compile, import) keeps a reference to it: the group then

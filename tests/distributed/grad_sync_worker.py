@@ -1,26 +1,21 @@
-"""Two MEow learners per rank under torchrun: one averaging gradients with the overlapped,
-bucketed all-reduce, one with a single all-reduce of the whole gradient after backward.
+"""A MEow learner per rank under torchrun, recording its flat gradient before and after the
+gradient all-reduce of every update.
 
-    MEOW_TEST_RECORD=FILE torchrun --standalone --nproc_per_node 2 grad_sync_worker.py CAPTURE
+    MEOW_TEST_RECORD=FILE torchrun --standalone --nproc_per_node 2 grad_sync_worker.py
 
-Both start from the same weights and see the same rank-dependent batches and random draws, so
-their parameters must stay bitwise equal. Rank 0 saves, into FILE, both learners' flat
-parameters after each update, every rank's flat parameters, the buckets, how many of them
-each backward pass sent before it ended, and whether the whole-gradient sum went through shared
-memory (``MEOW_DIST_SHM``). Every rank then leaves the group and exits with an error if a thread
-that joining started is still running.
+Every rank starts from the same weights and updates on its own batches. Rank 0 saves, into FILE,
+every rank's gradients before and after each all-reduce and every rank's final flat parameters.
+Every rank then leaves the group and exits with an error if a thread that joining started is
+still running.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 import torch
 import torch.distributed as dist
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "source"))
 
 from meow.algorithms import MEow
 from meow.distributed import init_from_env
@@ -30,8 +25,28 @@ from meow.storage import TransitionBatch
 OBS, ACT, BATCH, UPDATES = 5, 3, 64, 6
 
 
-def learner(ctx, capture: str, overlapped: bool) -> MEow:
-    torch.manual_seed(0)  # the same initial weights for both learners and on every rank
+class RecordingSync:
+    """Passes the learner's ``grad_sync`` calls on, keeping the gradient before and after ``end``."""
+
+    def __init__(self, sync) -> None:
+        self.sync = sync
+        self.before: list[torch.Tensor] = []
+        self.after: list[torch.Tensor] = []
+
+    def attach(self, flat, params) -> None:
+        self.sync.attach(flat, params)
+
+    def begin(self, overlap: bool = True) -> None:
+        self.sync.begin(overlap=overlap)
+
+    def end(self, grad: torch.Tensor) -> None:
+        self.before.append(grad.clone())
+        self.sync.end(grad)
+        self.after.append(grad.clone())
+
+
+def learner(sync: RecordingSync) -> MEow:
+    torch.manual_seed(0)  # the same initial weights on every rank
     policy = FlowPolicy(
         OBS,
         ACT,
@@ -43,10 +58,7 @@ def learner(ctx, capture: str, overlapped: bool) -> MEow:
         scale_hidden=(16, 16),
         shift_hidden=(32, 32),
     )
-    if overlapped:
-        sync = ctx.gradient_sync(bucket_numel=1500, overlap=True)  # several buckets for a small flow
-        return MEow(policy, capture=capture, grad_sync=sync)
-    return MEow(policy, capture=capture, grad_sync=ctx.gradient_sync(overlap=False))  # one whole sum
+    return MEow(policy, capture="none", grad_sync=sync)
 
 
 def batch(rank: int, step: int) -> TransitionBatch:
@@ -65,32 +77,27 @@ def threads() -> int:
     return len(os.listdir("/proc/self/task"))
 
 
+def gather(t: torch.Tensor, world: int) -> list[torch.Tensor]:
+    out = [torch.empty_like(t) for _ in range(world)]
+    dist.all_gather(out, t.contiguous())
+    return out
+
+
 def main() -> None:
-    capture = sys.argv[1]
     before = threads()
     ctx = init_from_env()
-    overlapped, whole = learner(ctx, capture, True), learner(ctx, capture, False)
-    history, early = [], []
+    sync = RecordingSync(ctx.gradient_sync())
+    alg = learner(sync)
     for step in range(UPDATES):
-        for alg in (overlapped, whole):
-            torch.manual_seed(step)  # the same dropout masks in both learners
-            alg.update(batch(ctx.rank, step))
-        early.append(overlapped.grad_sync.launched_in_backward)
-        history.append((overlapped._flat.detach().clone(), whole._flat.detach().clone()))
-    ranks = [torch.empty_like(overlapped._flat.detach()) for _ in range(ctx.world_size)]
-    dist.all_gather(ranks, overlapped._flat.detach().clone())
+        alg.update(batch(ctx.rank, step))
+    world = ctx.world_size
+    record = {
+        "before": gather(torch.stack(sync.before), world),
+        "after": gather(torch.stack(sync.after), world),
+        "params": gather(alg._flat.detach().clone(), world),
+    }
     if ctx.rank == 0:
-        torch.save(
-            {
-                "history": history,
-                "ranks": ranks,
-                "buckets": overlapped.grad_sync.buckets,
-                "numel": overlapped._flat.numel(),
-                "early": early,
-                "shared_memory": ctx.uses_shared_memory,
-            },
-            os.environ["MEOW_TEST_RECORD"],
-        )
+        torch.save(record, os.environ["MEOW_TEST_RECORD"])
     # Leaving the group ends every thread gloo started, while the interpreter still runs: no
     # work object of an update may keep gloo's transport alive.
     ctx.close()

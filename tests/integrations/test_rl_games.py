@@ -72,8 +72,8 @@ def _player(checkpoint: Path, num_envs: int = 2):
 def _core_actions(checkpoint: Path, obs: torch.Tensor) -> torch.Tensor:
     from meow.algorithms import MEow
     from meow.config import config_from_checkpoint
+    from meow.modules import build_policy
     from meow.runners import read_checkpoint
-    from meow.runners.off_policy_runner import build_policy
 
     ckpt = read_checkpoint(checkpoint)
     cfg = config_from_checkpoint(ckpt["config"])

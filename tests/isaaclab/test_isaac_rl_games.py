@@ -74,9 +74,8 @@ def test_rl_games_runner_trains_meow_on_isaac_ant(rlgpu, tmp_path):
     # rl-games' player (on Isaac Lab's wrapped env) restores it with the core policy's actions
     from meow.algorithms import MEow
     from meow.config import config_from_checkpoint
-    from meow.modules import EmpiricalNormalization
+    from meow.modules import EmpiricalNormalization, build_policy
     from meow.runners import read_checkpoint
-    from meow.runners.off_policy_runner import build_policy
 
     player = runner.create_player()
     player.restore(nn / "Isaac-Ant.pth")

@@ -98,8 +98,8 @@ def test_resume_continues_into_a_new_run(trained):
 def test_play_evaluates_and_exports_matching_policies(trained):
     import onnxruntime
 
+    from meow.modules import build_policy
     from meow.runners import read_checkpoint
-    from meow.runners.off_policy_runner import build_policy
 
     work, run, _ = trained
     proc = _launch(

@@ -23,6 +23,7 @@ from meow.runners.checkpoint import run_checkpoints
 ROOT = Path(__file__).resolve().parents[2]
 KILLS = 21
 SETTINGS = [
+    "algo.capture=none",  # a 100M-step run would compile under auto, for longer than the test waits
     "algo.coupling_hidden=[16]",
     "algo.scale_hidden=[16]",
     "algo.shift_hidden=[16]",

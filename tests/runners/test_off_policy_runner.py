@@ -120,6 +120,23 @@ def test_a_checkpoint_of_another_architecture_is_refused(multigoal_cfg, tmp_path
         wider.load(read_checkpoint(tmp_path))
 
 
+def test_a_checkpoint_whose_learner_state_lacks_an_entry_is_called_incomplete(multigoal_cfg, tmp_path):
+    """A learner state without one of its entries (or none at all) is reported as incomplete, in
+    one line naming the entry, not as a network of other algo settings."""
+    _runner(multigoal_cfg("runner.total_steps=70"), tmp_path).learn()
+    ckpt = read_checkpoint(tmp_path)
+    for entry in ("policy", "target", "optimizer", "normalizer"):
+        cut = {**ckpt, "learner": {k: v for k, v in ckpt["learner"].items() if k != entry}}
+        with pytest.raises(CheckpointError) as err:
+            _runner(multigoal_cfg()).load(cut)
+        assert str(err.value) == (
+            f"{ckpt['path']} is incomplete: its learner state has no '{entry}' entry; valid: a "
+            "checkpoint written by scripts/train.py"
+        )
+    with pytest.raises(CheckpointError, match=r"is incomplete: it has no learner state"):
+        _runner(multigoal_cfg()).load({k: v for k, v in ckpt.items() if k != "learner"})
+
+
 def test_files_that_are_not_checkpoints_are_refused(tmp_path):
     (tmp_path / "model_5.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="cannot read checkpoint"):

@@ -21,6 +21,8 @@ SMALL = [
     "env.eval_envs=2",
     "runner.eval_interval=100",
     "runner.log_interval=50",
+    # the long runs below would compile under algo.capture=auto (40-60 s at the first update)
+    "algo.capture=none",
 ]
 
 
@@ -57,7 +59,7 @@ def test_train_resume_play_export(tmp_path, capsys):
     ckpt = torch.load(runs[1] / "model_250.pt", weights_only=False)
     from omegaconf import OmegaConf
 
-    from meow.runners.off_policy_runner import build_policy
+    from meow.modules import build_policy
 
     policy = build_policy(OmegaConf.create(ckpt["config"]), 2, 2)
     policy.load_state_dict(ckpt["learner"]["policy"])

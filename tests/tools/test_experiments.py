@@ -120,6 +120,27 @@ def test_report_writes_the_csv_table_and_a_png_per_task_and_tag(smoke):
     assert "| sac |" not in section
 
 
+def test_the_health_table_reads_the_critic_from_step_30k_on():
+    from meow.utils.curves import Curve
+
+    def curve(tag, steps, values):
+        return Curve(Path("run"), tag, steps, values, [0.0] * len(steps))
+
+    steps = [20_000, 30_000, 40_000]
+    data = {
+        ("Walker2d-v5", "meow", 1): {
+            "eval/value_error": curve("eval/value_error", steps, [900.0, 12.0, 250.0]),
+            "losses/grad_norm": curve("losses/grad_norm", steps, [5e6, 40.0, 3e3]),
+            "policy/entropy": curve("policy/entropy", steps, [-1.0, -20.5, -3.0]),
+            "eval/stochastic_return_mean": curve("eval/stochastic_return_mean", steps, [1.0, 2.0, 310.25]),
+        },
+        ("Walker2d-v5", "sac", 1): {"eval/stochastic_return_mean": curve("x", steps, [1.0, 2.0, 3.0])},
+    }
+    rows = [line for line in experiments.health_table(data) if line.startswith("| Walker2d")]
+    # the step-20k spikes are before the window; SAC logs no value calibration
+    assert rows == ["| Walker2d-v5 | meow | 1 | 310.2 at 40,000 | +250.0 | 3e+03 | -20.5 |"]
+
+
 def _table_rows(path: Path) -> list[str]:
     return [line for line in path.read_text().splitlines() if line.startswith("| InvertedPendulum")]
 

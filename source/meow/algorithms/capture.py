@@ -29,17 +29,30 @@ MATMUL_PRECISIONS = ("float32", "tf32")
 CUDA GPU's tensor cores (inputs rounded to a 10-bit mantissa, sums in float32)."""
 
 
-def resolve_capture(capture: str, device: torch.device | str) -> str:
-    """The capture mode that ``capture`` means on ``device``; a one-line ValueError if it cannot run."""
+AUTO_COMPILE_MIN_UPDATES = 20_000
+"""``algo.capture=auto`` compiles on the CPU from this many planned updates on: compiling takes
+40-60 s and saves about 6 ms an update at the paper's MuJoCo sizes (docs/RESULTS.md, throughput),
+so such a run gets back at least twice what it paid."""
+
+
+def resolve_capture(capture: str, device: torch.device | str, updates: int | None = None) -> str:
+    """The capture mode that ``capture`` means on ``device`` for a run of ``updates`` updates (None:
+    unknown); a one-line ValueError if it cannot run.
+
+    ``auto``: ``cudagraph`` on CUDA; on the CPU ``compile`` for runs of at least
+    :data:`AUTO_COMPILE_MIN_UPDATES` updates, else ``none``.
+    """
     device = torch.device(device)
     if capture not in CAPTURE_MODES:
         raise ValueError(f"algo.capture={capture} is invalid; valid: {' | '.join(CAPTURE_MODES)}")
     if capture == "auto":
-        return "cudagraph" if device.type == "cuda" else "none"
+        if device.type == "cuda":
+            return "cudagraph"
+        return "compile" if updates is not None and updates >= AUTO_COMPILE_MIN_UPDATES else "none"
     if capture == "cudagraph" and device.type != "cuda":
         raise ValueError(
             f"algo.capture=cudagraph needs a CUDA device, but the learner is on {device}; "
-            "valid here: none | compile (auto picks none on the CPU)"
+            "valid here: none | compile (auto picks compile on the CPU for long runs, else none)"
         )
     return capture
 

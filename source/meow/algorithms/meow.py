@@ -26,13 +26,14 @@ __all__ = ["CAPTURE_MODES", "MATMUL_PRECISIONS", "GradientSync", "MEow", "Window
 
 
 class GradientSync(Protocol):
-    """Averages the learner's flat gradient over data-parallel ranks, overlapped with backward."""
+    """Averages the learner's flat gradient over data-parallel ranks (one all-reduce per update)."""
 
     def attach(self, flat: Tensor, params: list[Tensor]) -> None:
         """Called once with the flat parameter and the parameters that are views of it."""
 
     def begin(self, overlap: bool = True) -> None:
-        """Called before each backward pass."""
+        """Called before each backward pass (``overlap``: whether collectives may start during it;
+        False inside a CUDA graph)."""
 
     def end(self, grad: Tensor) -> None:
         """Called after it with the flat gradient, which it leaves averaged."""
@@ -87,9 +88,9 @@ class MEow:
         matmul_precision: ``float32 | tf32`` (see :data:`MATMUL_PRECISIONS`), set process-wide
             by :func:`set_matmul_precision` when the learner is built.
         grad_sync: averages the gradient over data-parallel ranks between the backward pass and
-            clipping, overlapped with the backward pass where it can (a :class:`GradientSync`,
-            e.g. :meth:`meow.distributed.DistContext.gradient_sync`); it is attached to the
-            flat parameter here.
+            clipping (a :class:`GradientSync`, e.g.
+            :meth:`meow.distributed.DistContext.gradient_sync`); it is attached to the flat
+            parameter here.
         weight_decay: decoupled weight decay (AdamW) of all the flow's parameters; 0: Adam (the paper).
         target_entropy: with a number, ``alpha`` is tuned towards it (nats of the sampled
             policy; docs/ALGORITHM.md, "Automatic temperature"); None: ``alpha`` stays fixed (the paper).
@@ -284,8 +285,7 @@ class MEow:
         grad.zero_()  # the parameters' gradients are views of it: backward accumulates in place
         sync = self.grad_sync
         if sync is not None:
-            # Inside a CUDA graph the gradient is reduced whole after backward: asynchronous
-            # collectives started from autograd's hooks are not recorded there.
+            # inside a CUDA graph no collective may start from autograd's hooks
             sync.begin(overlap=not self.capture.graphed)
         loss.backward()
         if sync is not None:

@@ -356,8 +356,7 @@ def make_player(params: dict[str, Any]):
     class MEowPlayer(base):
         def __init__(self, params: dict[str, Any]) -> None:
             super().__init__(params)
-            from meow.modules import EmpiricalNormalization
-            from meow.runners.off_policy_runner import build_policy
+            from meow.modules import EmpiricalNormalization, build_policy
 
             self.cfg = cfg = config_from_rl_games(params)
             self.device = torch.device(cfg.device)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from meow.flows import AdditiveCoupling, StateScaling, TanhSquash, Transform
 from meow.nn.layers import EnsembleMLP
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 COUPLING_BIASES = ("zeros", "default")
 """``algo.coupling_bias``: the coupling networks' initial biases (zeros, or PyTorch's default uniform
@@ -224,3 +228,29 @@ class FlowPolicy(nn.Module):
         """
         constant = sum(t.inverse_ladj(obs) for t in self.transforms if t.state_only_ladj)
         return self._soft(self._log_norm_const - constant, obs)
+
+
+def build_policy(cfg: DictConfig, obs_dim: int, action_dim: int) -> FlowPolicy:
+    """The flow that ``cfg.algo`` describes, for observations of ``obs_dim`` and actions of
+    ``action_dim`` numbers (the same architecture a checkpoint of that config holds)."""
+    a = cfg.algo
+    return FlowPolicy(
+        obs_dim,
+        action_dim,
+        alpha=a.alpha,
+        log_sigma_min=a.log_sigma_min,
+        log_sigma_max=a.log_sigma_max,
+        num_couplings=a.num_couplings,
+        coupling_hidden=tuple(a.coupling_hidden),
+        scale_hidden=tuple(a.scale_hidden),
+        shift_hidden=tuple(a.shift_hidden),
+        num_shift_heads=a.num_shift_heads,
+        reward_shifting=a.reward_shifting,
+        dropout=a.dropout,
+        layer_norm=a.layer_norm,
+        coupling_bias=a.coupling_bias,
+        q_dropout=a.q_dropout,
+        shift_scale=a.shift_scale,
+        coupling_shift_bound=a.coupling_shift_bound,
+        head_norm=a.head_norm,
+    )

@@ -97,6 +97,37 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return ckpt
 
 
+def load_learner_state(learner: Any, ckpt: dict) -> None:
+    """Restores ``ckpt["learner"]`` into ``learner`` (:class:`meow.algorithms.MEow`).
+
+    Raises:
+        CheckpointError: in one line, either the learner state lacks an entry (the checkpoint is
+            incomplete) or it holds a network that does not fit ``learner`` (other algo settings).
+    """
+    src = ckpt.get("path", "checkpoint")
+    state = ckpt.get("learner")
+    if not isinstance(state, dict):
+        raise CheckpointError(
+            f"{src} is incomplete: it has no learner state; valid: a checkpoint written by scripts/train.py"
+        )
+    try:
+        learner.load_state_dict(state)
+    except KeyError as err:
+        if err.args and err.args[0] not in state:  # an entry of the state itself, not of a network
+            raise CheckpointError(
+                f"{src} is incomplete: its learner state has no {err} entry; valid: a checkpoint "
+                "written by scripts/train.py"
+            ) from None
+        raise _mismatch(src, err) from None
+    except (RuntimeError, ValueError) as err:
+        raise _mismatch(src, err) from None
+
+
+def _mismatch(src: str, err: BaseException) -> CheckpointError:
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return CheckpointError(f"{src} holds a network that does not match this run's algo settings: {first}")
+
+
 def unfinished_saves(run_dir: Path) -> list[Path]:
     """Temporary files that saves killed midway left in ``run_dir`` (never read; safe to delete)."""
     return sorted(run_dir.glob(".*.pt.*.tmp"))

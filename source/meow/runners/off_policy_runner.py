@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,12 +13,14 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from meow.algorithms import MEow
+from meow.algorithms.capture import resolve_capture
 from meow.envs.protocol import StepResult, VecEnv
-from meow.modules import EmpiricalNormalization, FlowPolicy
+from meow.modules import EmpiricalNormalization, build_policy
 from meow.runners.checkpoint import (
     FORMAT,
     CheckpointError,
     CheckpointWriteError,
+    load_learner_state,
     prune_checkpoints,
     run_checkpoints,
     safe_load,
@@ -31,30 +34,16 @@ from meow.utils.seeding import get_rng_state, seed_everything, set_rng_state
 if TYPE_CHECKING:
     from meow.distributed import DistContext
 
+__all__ = ["OffPolicyRunner", "budget_deadline", "build_policy"]
 
-def build_policy(cfg: DictConfig, obs_dim: int, action_dim: int) -> FlowPolicy:
-    """The flow described by ``cfg.algo``."""
-    a = cfg.algo
-    return FlowPolicy(
-        obs_dim,
-        action_dim,
-        alpha=a.alpha,
-        log_sigma_min=a.log_sigma_min,
-        log_sigma_max=a.log_sigma_max,
-        num_couplings=a.num_couplings,
-        coupling_hidden=tuple(a.coupling_hidden),
-        scale_hidden=tuple(a.scale_hidden),
-        shift_hidden=tuple(a.shift_hidden),
-        num_shift_heads=a.num_shift_heads,
-        reward_shifting=a.reward_shifting,
-        dropout=a.dropout,
-        layer_norm=a.layer_norm,
-        coupling_bias=a.coupling_bias,
-        q_dropout=a.q_dropout,
-        shift_scale=a.shift_scale,
-        coupling_shift_bound=a.coupling_shift_bound,
-        head_norm=a.head_norm,
-    )
+
+def planned_updates(cfg: DictConfig, steps_per_iteration: int) -> int:
+    """Updates a run of ``cfg`` takes from its start: one vectorized step per iteration
+    (``steps_per_iteration`` env steps, over all envs and ranks), ``algo.updates_per_step`` after
+    each one past the warm-up."""
+    r = cfg.runner
+    iterations = -(-max(0, r.total_steps - r.warmup_steps) // max(1, steps_per_iteration))
+    return iterations * cfg.algo.updates_per_step
 
 
 def budget_deadline(max_minutes: float, start: float | None = None) -> float | None:
@@ -63,6 +52,31 @@ def budget_deadline(max_minutes: float, start: float | None = None) -> float | N
     if max_minutes <= 0:
         return None
     return (time.monotonic() if start is None else start) + 60.0 * max_minutes
+
+
+@dataclass
+class _Loop:
+    """What :meth:`OffPolicyRunner.learn` carries from one iteration to the next."""
+
+    min_stored: int
+    """Transitions stored on the emptiest rank, so that all ranks start updating together."""
+    window: Tensor
+    """Return sum, length sum and count of the episodes finished since the last log (on the device)."""
+    t_window: float
+    """``time.perf_counter()`` at the last log."""
+    steps_window: int
+    """Env steps at the last log."""
+    deadline: float | None
+    """``time.monotonic()`` at which the wall-clock budget is spent; None: no budget."""
+    progress: Progress
+    iteration: int = 0
+    """Iterations started; the data-parallel stop checks run every ``dist.check_every`` of them."""
+    acted_on: Tensor | None = None
+    """The observations the latest actions were chosen for (the entropy is estimated at them)."""
+    metrics: dict[str, Tensor] = field(default_factory=dict)
+    """The latest update's losses, on the device until they are logged."""
+    logged: dict[str, float] = field(default_factory=dict)
+    """The latest log interval's scalars, with the evaluations since."""
 
 
 class OffPolicyRunner:
@@ -150,7 +164,10 @@ class OffPolicyRunner:
             tau=a.tau,
             grad_clip=a.grad_clip,
             n_step=a.n_step,
-            capture=a.capture,
+            # auto: how long the run is decides whether compiling pays on the CPU
+            capture=resolve_capture(
+                a.capture, self.device, planned_updates(cfg, env.num_envs * self.world_size)
+            ),
             matmul_precision=a.matmul_precision,
             grad_sync=dist.gradient_sync() if dist is not None else None,
             weight_decay=a.weight_decay,
@@ -325,126 +342,180 @@ class OffPolicyRunner:
         Args:
             on_step: called with every vectorized step's result (e.g. an rl-games observer).
             on_log: called with the scalars of every log interval, after they are written.
+
+        Raises:
+            KeyboardInterrupt: :attr:`stop_requested` was set (in a data-parallel run: on any rank).
+            FloatingPointError: the environment or the learner produced NaN or inf.
         """
+        r = self.cfg.runner
+        loop = self._begin()
+        while not self._should_stop(loop):
+            before = self.global_step
+            self._collect(loop, on_step)
+            self._update(loop)
+            if self._crossed(before, r.log_interval):
+                self._log(loop, on_log)
+            if self._crossed(before, r.eval_interval):
+                self._evaluate(loop)
+            if self._crossed(before, r.checkpoint_interval):
+                self._checkpoint()
+        return self._end(loop)
+
+    def _begin(self) -> _Loop:
+        """Writes the config, resets the envs (unless resumed) and, in a data-parallel run, hands
+        every rank rank 0's learner and the emptiest rank's replay fill level."""
         cfg, r = self.cfg, self.cfg.runner
-        env, n = self.env, self.env.num_envs
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             OmegaConf.save(cfg, self.log_dir / "config.yaml")
         if self._obs is None:
-            self._obs = env.reset(seed=cfg.seed).to(self.device)
-        dist, steps_per_iter = self.dist, n * self.world_size
+            self._obs = self.env.reset(seed=cfg.seed).to(self.device)
         # Ranks must agree on when updates start; after a resume only rank 0 has its replay buffer
         # back, so follow the emptiest rank's fill level.
         min_stored = len(self.buffer)
-        if dist is not None:
-            dist.broadcast_(self._learner_tensors())
-            min_stored = dist.min_int(min_stored)
-        iteration = 0
-        window = torch.zeros(3, device=self.device)  # finished-episode return sum, length sum, count
-        metrics: dict[str, Tensor] = {}
-        logged: dict[str, float] = {}
-        t_window, steps_window = time.perf_counter(), self.global_step
-        deadline = self.deadline if self.deadline is not None else budget_deadline(r.max_minutes)
-        progress = Progress(
-            r.total_steps, self.global_step, f"meow {cfg.env.id}", enabled=r.progress and self.is_main
+        if self.dist is not None:
+            self.dist.broadcast_(self._learner_tensors())
+            min_stored = self.dist.min_int(min_stored)
+        return _Loop(
+            min_stored=min_stored,
+            window=torch.zeros(3, device=self.device),
+            t_window=time.perf_counter(),
+            steps_window=self.global_step,
+            deadline=self.deadline if self.deadline is not None else budget_deadline(r.max_minutes),
+            progress=Progress(
+                r.total_steps, self.global_step, f"meow {cfg.env.id}", enabled=r.progress and self.is_main
+            ),
         )
-        while self.global_step < r.total_steps:
-            if dist is not None and iteration % dist.check_every == 0 and dist.any(dist.stop_requested):
-                raise KeyboardInterrupt("stop requested on a rank")
-            if dist is None and self.stop_requested:
-                raise KeyboardInterrupt("stop requested")
-            if deadline is not None and (dist is None or iteration % dist.check_every == 0):
-                spent = time.monotonic() >= deadline
-                if dist is not None:  # ranks stop at the same iteration: spent when it is on any
-                    spent = dist.any(spent, "the wall-clock budget check")
-                if spent:
-                    self.budget_spent = True
-                    break
-            iteration += 1
-            obs = self._obs
-            if self.global_step < r.warmup_steps:
-                actions = torch.rand(n, env.action_dim, device=self.device) * 2.0 - 1.0
-            else:
-                actions = self.alg.act(obs)
-            result = env.step(actions)
-            bad = torch.stack(
-                (
-                    ~torch.isfinite(result.rewards).all(),
-                    ~(torch.isfinite(result.obs).all() & torch.isfinite(result.next_obs).all()),
-                )
-            ).to(self.device)
-            self._env_fault = torch.where(bad & (self._env_fault < 0), self.global_step + n, self._env_fault)
-            if cfg.algo.normalize_obs:
-                self.alg.normalizer.update(obs)
-            self.buffer.add(
-                obs, actions, result.rewards, result.next_obs, result.terminated, result.truncated
+
+    def _should_stop(self, loop: _Loop) -> bool:
+        """Every stop decision, taken before each iteration: True at ``runner.total_steps`` and
+        once the wall-clock budget is spent (then :attr:`budget_spent` is set).
+
+        In a data-parallel run the stop request and the budget are agreed on by all ranks every
+        ``dist.check_every`` iterations, so that all of them stop at the same iteration; these are
+        collectives, which every rank reaches at the same iterations.
+
+        Raises:
+            KeyboardInterrupt: :attr:`stop_requested` was set (in a data-parallel run: a stop was
+                requested on any rank).
+        """
+        if self.global_step >= self.cfg.runner.total_steps:
+            return True
+        dist = self.dist
+        on_cadence = dist is None or loop.iteration % dist.check_every == 0
+        if dist is not None and on_cadence and dist.any(dist.stop_requested):
+            raise KeyboardInterrupt("stop requested on a rank")
+        if dist is None and self.stop_requested:
+            raise KeyboardInterrupt("stop requested")
+        if loop.deadline is not None and on_cadence:
+            spent = time.monotonic() >= loop.deadline
+            if dist is not None:  # ranks stop at the same iteration: spent when it is on any
+                spent = dist.any(spent, "the wall-clock budget check")
+            if spent:
+                self.budget_spent = True
+                return True
+        loop.iteration += 1
+        return False
+
+    def _collect(self, loop: _Loop, on_step: Callable[[StepResult], None] | None) -> None:
+        """Steps every env once (uniform random actions during warm-up, then samples of the flow),
+        stores the transitions and adds finished episodes to the log window, all on the device."""
+        env, n = self.env, self.env.num_envs
+        obs = self._obs
+        if self.global_step < self.cfg.runner.warmup_steps:
+            actions = torch.rand(n, env.action_dim, device=self.device) * 2.0 - 1.0
+        else:
+            actions = self.alg.act(obs)
+        result = env.step(actions)
+        bad = torch.stack(
+            (
+                ~torch.isfinite(result.rewards).all(),
+                ~(torch.isfinite(result.obs).all() & torch.isfinite(result.next_obs).all()),
             )
-            self._obs = result.obs
-            if on_step is not None:
-                on_step(result)
+        ).to(self.device)
+        self._env_fault = torch.where(bad & (self._env_fault < 0), self.global_step + n, self._env_fault)
+        if self.cfg.algo.normalize_obs:
+            self.alg.normalizer.update(obs)
+        self.buffer.add(obs, actions, result.rewards, result.next_obs, result.terminated, result.truncated)
+        self._obs, loop.acted_on = result.obs, obs
+        if on_step is not None:
+            on_step(result)
 
-            done = result.terminated | result.truncated
-            self._episode_return += result.rewards
-            self._episode_length += 1
-            # Masked sums, not boolean indexing: no host synchronisation on GPU.
-            window += torch.stack(
-                ((self._episode_return * done).sum(), (self._episode_length * done).sum(), done.sum().float())
-            )
-            self._episode_return.masked_fill_(done, 0.0)
-            self._episode_length.masked_fill_(done, 0.0)
+        done = result.terminated | result.truncated
+        self._episode_return += result.rewards
+        self._episode_length += 1
+        # Masked sums, not boolean indexing: no host synchronisation on GPU.
+        loop.window += torch.stack(
+            ((self._episode_return * done).sum(), (self._episode_length * done).sum(), done.sum().float())
+        )
+        self._episode_return.masked_fill_(done, 0.0)
+        self._episode_length.masked_fill_(done, 0.0)
 
-            before = self.global_step
-            self.global_step += steps_per_iter
-            progress.update(steps_per_iter)
-            min_stored += n  # len(self.buffer) alone, except that it stops growing at capacity
-            if self.global_step > r.warmup_steps and min_stored >= cfg.algo.batch_size:
-                for _ in range(cfg.algo.updates_per_step):
-                    metrics = self.alg.update_from(self.buffer, cfg.algo.batch_size)
-                    self.num_updates += 1
+        self.global_step += n * self.world_size
+        loop.progress.update(n * self.world_size)
+        loop.min_stored += n  # len(self.buffer) alone, except that it stops growing at capacity
 
-            if self._crossed(before, r.log_interval):
-                self._check_finite(collective=True)
-                if dist is not None:
-                    dist.sum_(window)  # episodes finished on every rank
-                now = time.perf_counter()
-                sps = (self.global_step - steps_window) / max(now - t_window, 1e-9)
-                t_window, steps_window = now, self.global_step
-                logged = {f"losses/{k}": v.item() for k, v in metrics.items()}
-                logged["charts/SPS"] = sps
-                ret_sum, len_sum, count = window.tolist()
-                if count > 0:
-                    logged["charts/episodic_return"] = ret_sum / count
-                    logged["charts/episodic_length"] = len_sum / count
-                window.zero_()
-                if metrics:
-                    logged["policy/entropy"] = self._entropy(obs)
-                # Per-episode reward terms and termination causes that Isaac Lab reports.
-                for tag, value in getattr(env, "episode_log", {}).items():
-                    logged[tag] = float(value)
-                for tag, value in logged.items():
-                    self._scalar(tag, value)
-                if on_log is not None:
-                    on_log(logged)
-                progress.show(self._postfix(logged))
-            if self.eval_env is not None and self._crossed(before, r.eval_interval):
-                for tag, value in self.evaluate_modes().items():
-                    self._scalar(tag, value)
-                    logged[tag] = value
-                progress.show(self._postfix(logged), force=True)
-            if (
-                self._saves_checkpoints
-                and self._crossed(before, r.checkpoint_interval)
-                and self.global_step < r.total_steps
-            ):
-                self.save()
-        progress.close()
+    def _update(self, loop: _Loop) -> None:
+        """``algo.updates_per_step`` updates, once warm-up is over and every rank holds a batch."""
+        a = self.cfg.algo
+        if self.global_step > self.cfg.runner.warmup_steps and loop.min_stored >= a.batch_size:
+            for _ in range(a.updates_per_step):
+                loop.metrics = self.alg.update_from(self.buffer, a.batch_size)
+                self.num_updates += 1
+
+    def _log(self, loop: _Loop, on_log: Callable[[dict[str, float]], None] | None) -> None:
+        """Stops at a non-finite value (on every rank), then writes the interval's scalars: losses,
+        SPS, the mean return and length of the episodes finished on all ranks, the policy's entropy
+        and the env's own episode terms."""
+        self._check_finite(collective=True)
+        if self.dist is not None:
+            self.dist.sum_(loop.window)  # episodes finished on every rank
+        now = time.perf_counter()
+        sps = (self.global_step - loop.steps_window) / max(now - loop.t_window, 1e-9)
+        loop.t_window, loop.steps_window = now, self.global_step
+        logged = {f"losses/{k}": v.item() for k, v in loop.metrics.items()}
+        logged["charts/SPS"] = sps
+        ret_sum, len_sum, count = loop.window.tolist()
+        if count > 0:
+            logged["charts/episodic_return"] = ret_sum / count
+            logged["charts/episodic_length"] = len_sum / count
+        loop.window.zero_()
+        if loop.metrics:
+            logged["policy/entropy"] = self._entropy(loop.acted_on)
+        # Per-episode reward terms and termination causes that Isaac Lab reports.
+        for tag, value in getattr(self.env, "episode_log", {}).items():
+            logged[tag] = float(value)
+        for tag, value in logged.items():
+            self._scalar(tag, value)
+        loop.logged = logged
+        if on_log is not None:
+            on_log(logged)
+        loop.progress.show(self._postfix(logged))
+
+    def _evaluate(self, loop: _Loop) -> None:
+        """Runs the evaluations of ``runner.eval_mode`` (when there are eval envs) and logs them."""
+        if self.eval_env is None:
+            return
+        for tag, value in self.evaluate_modes().items():
+            self._scalar(tag, value)
+            loop.logged[tag] = value
+        loop.progress.show(self._postfix(loop.logged), force=True)
+
+    def _checkpoint(self) -> None:
+        """Writes the interval's checkpoint, unless this is the last iteration (:meth:`_end` writes
+        that one)."""
+        if self._saves_checkpoints and self.global_step < self.cfg.runner.total_steps:
+            self.save()
+
+    def _end(self, loop: _Loop) -> dict[str, float]:
+        """Checks that all is finite, writes the final checkpoint; the last logged scalars."""
+        loop.progress.close()
         self._check_finite(collective=True)
         if self._saves_checkpoints:
             self.save()
         if self._writer is not None:
             self._writer.flush()
-        return logged
+        return loop.logged
 
     @torch.no_grad()
     def _entropy(self, obs: Tensor) -> float:
@@ -568,13 +639,7 @@ class OffPolicyRunner:
                 f"{src} was trained on {ckpt['env_id']} (obs {ckpt['obs_dim']}, act {ckpt['action_dim']}) "
                 f"but this run is {self.cfg.env.id} (obs {self.env.obs_dim}, act {self.env.action_dim})"
             )
-        try:
-            self.alg.load_state_dict(ckpt["learner"])
-        except (RuntimeError, KeyError, ValueError) as err:
-            first = str(err).strip().splitlines()[0]
-            raise CheckpointError(
-                f"{src} holds a network that does not match this run's algo settings: {first}"
-            ) from None
+        load_learner_state(self.alg, ckpt)
         self.global_step = ckpt["global_step"]
         self.num_updates = ckpt["num_updates"]
         self.num_evals = ckpt["num_evals"]
