@@ -342,8 +342,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(
         f"[meow] task {cfg.env.id} | device {cfg.device} | torch threads {torch.get_num_threads()} | "
-        f"seed {cfg.seed} | {cfg.runner.total_steps:,} env steps | update: capture {runner.alg.capture.mode}, "
-        f"{cfg.algo.matmul_precision} products"
+        f"seed {cfg.seed} | {cfg.runner.total_steps:,} env steps | "
+        f"update: capture {runner.alg.capture.mode}, {cfg.algo.matmul_precision} products"
     )
     print(f"[meow] logging to {run_dir}")
     if runner.alg.capture.mode == "compile" and cfg.algo.capture == "auto":

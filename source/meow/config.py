@@ -177,7 +177,8 @@ def _merge(cfg: DictConfig, other: DictConfig | dict, source: str, key: str = "?
         if key == "algo.compile":
             raise ConfigError(
                 f"algo.compile (in {source}) was replaced by algo.capture; write algo.capture=compile "
-                "for algo.compile=true, or algo.capture=auto (cudagraph on CUDA; on the CPU compile for long runs)"
+                "for algo.compile=true, or algo.capture=auto (cudagraph on CUDA; on the CPU compile for "
+                "long runs)"
             ) from None
         if "Key" in type(err).__name__ or "not in struct" in str(err):
             close = difflib.get_close_matches(key, _flat_keys(cfg), n=3, cutoff=0.5)
