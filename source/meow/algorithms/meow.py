@@ -331,11 +331,16 @@ class MEow:
     @torch.no_grad()
     def act(self, obs: Tensor, deterministic: bool = False) -> Tensor:
         """Actions in ``[-1, 1]`` for raw observations; sampled with the online flow in eval mode."""
-        self.policy.eval()
         if self.capture.graphed and obs.is_cuda:
             key = ("act", tuple(obs.shape), deterministic)
-            action = self.capture.replay(key, key, lambda o: self._act(o, deterministic), (obs,))
+
+            def record(o: Tensor) -> Tensor:  # runs only while the graph is recorded
+                self.policy.eval()
+                return self._act(o, deterministic)
+
+            action = self.capture.replay(key, key, record, (obs,))
             return action.clone()  # the graph's output is overwritten by the next replay
+        self.policy.eval()
         return self._act_fn(obs, deterministic)
 
     def _act(self, obs: Tensor, deterministic: bool) -> Tensor:
