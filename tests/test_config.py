@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
+
 import pytest
 import torch
 from omegaconf import OmegaConf
+from paper_settings import resolved, tasks
 
 from meow.config import ROOT, ConfigError, config_from_checkpoint, find_task, load_config, task_files
 
@@ -163,6 +168,51 @@ def test_a_checkpoint_config_from_before_the_remedies_resumes_with_them_off():
         del saved["algo"][key]
     algo = config_from_checkpoint(saved).algo
     assert {k: algo[k] for k in REMEDY_KEYS} == REMEDY_KEYS
+
+
+PAPER = json.loads((Path(__file__).parent / "data" / "paper_settings.json").read_text())
+
+
+@pytest.mark.parametrize("task", sorted(PAPER))
+def test_the_paper_preset_resolves_to_the_recorded_paper_settings(task):
+    """``algo.preset=paper`` gives every task exactly the settings it had before any remedy could
+    become a default (tests/data/paper_settings.json, recorded at d47dd8f)."""
+    assert resolved(task, ["algo.preset=paper"]) == PAPER[task]
+
+
+def test_every_task_file_has_recorded_paper_settings():
+    assert sorted(PAPER) == tasks()
+
+
+@pytest.mark.parametrize("order", [0, 1])
+def test_command_line_overrides_win_over_the_preset_in_either_order(order):
+    overrides = ["algo.preset=paper", "algo.log_prob_floor=-1.5", "algo.n_step=3"]
+    cfg = load_config("Walker2d-v5", overrides if order == 0 else overrides[::-1])
+    assert cfg.algo.log_prob_floor == -1.5 and cfg.algo.n_step == 3 and cfg.algo.preset == "paper"
+    assert cfg.algo.head_norm == "none" and cfg.algo.alpha == 0.1  # the preset's and the task's
+
+
+def test_the_preset_wins_over_the_task_file(tmp_path):
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    shutil.copytree(ROOT / "tasks", tmp_path / "tasks")
+    task = OmegaConf.load(tmp_path / "tasks" / "hopper.yaml")  # a task file that turns remedies on
+    task.algo.head_norm, task.algo.log_prob_floor = "layer", -3.0
+    OmegaConf.save(task, tmp_path / "tasks" / "hopper.yaml")
+    plain = load_config("Hopper-v5", root=tmp_path).algo
+    assert plain.head_norm == "layer" and plain.log_prob_floor == -3.0
+    paper = load_config("Hopper-v5", ["algo.preset=paper"], root=tmp_path).algo
+    assert paper.head_norm == "none" and paper.log_prob_floor is None and paper.alpha == 0.25
+
+
+def test_an_unknown_preset_is_a_one_line_error():
+    with pytest.raises(ConfigError, match=r"^algo.preset=fast is invalid; valid: none \| paper$"):
+        load_config("Hopper-v5", ["algo.preset=fast"])
+
+
+def test_a_checkpoint_config_from_before_presets_resumes_without_one():
+    saved = OmegaConf.to_container(load_config("Hopper-v5"))
+    del saved["algo"]["preset"]
+    assert config_from_checkpoint(saved).algo.preset == "none"
 
 
 def test_checkpoint_config_round_trip_and_frozen_task():

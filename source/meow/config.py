@@ -100,6 +100,7 @@ class AlgoConfig:
     alpha_lr: float = MISSING
     target_bound: bool = MISSING
     log_prob_floor: float | None = MISSING
+    preset: str = MISSING
 
 
 @dataclass
@@ -189,7 +190,8 @@ def _merge(cfg: DictConfig, other: DictConfig | dict, source: str, key: str = "?
 
 
 def load_config(task: str, overrides: list[str] | tuple[str, ...] = (), root: Path = ROOT) -> DictConfig:
-    """Builds the run's config: ``config/meow.yaml`` < ``tasks/<task>.yaml`` < ``overrides``.
+    """Builds the run's config: ``config/meow.yaml`` < ``tasks/<task>.yaml`` < the preset that
+    ``algo.preset`` names (``config/presets/``) < ``overrides``.
 
     Args:
         task: a task id or alias (see ``tasks/``).
@@ -211,14 +213,33 @@ def load_config(task: str, overrides: list[str] | tuple[str, ...] = (), root: Pa
         # Gymnasium's v4 and v5 ids are different environments; other kinds' aliases (Isaac
         # Lab's 2.x ids) name the same environment as the task's id.
         cfg.env.id = task
-    return _finish(cfg, overrides)
+    return _finish(cfg, overrides, root)
 
 
-def _finish(cfg: DictConfig, overrides: list[str] | tuple[str, ...]) -> DictConfig:
-    """Applies overrides (the env kind's own go to ``env.sim_overrides``), completes and validates."""
+def presets(root: Path = ROOT) -> list[str]:
+    """The values ``algo.preset`` takes: ``none`` and the names of ``config/presets/*.yaml``."""
+    return ["none", *sorted(p.stem for p in (root / "config" / "presets").glob("*.yaml"))]
+
+
+def _apply_preset(cfg: DictConfig, ours: list[str], root: Path) -> DictConfig:
+    """``cfg`` with ``config/presets/<algo.preset>.yaml`` merged in, and ``ours`` applied again after
+    it: defaults < task file < preset < command line."""
+    name = cfg.algo.preset
+    if name == "none":
+        return cfg
+    _check(name in presets(root), "algo.preset", name, " | ".join(presets(root)))
+    path = root / "config" / "presets" / f"{name}.yaml"
+    cfg = _merge(cfg, OmegaConf.load(path), str(path))
+    return _apply_overrides(cfg, ours, frozen=("task", "env.id", "env.kind"))
+
+
+def _finish(cfg: DictConfig, overrides: list[str] | tuple[str, ...], root: Path = ROOT) -> DictConfig:
+    """Applies overrides (the env kind's own go to ``env.sim_overrides``) and the preset they
+    choose, completes and validates."""
     kind = _kind(cfg)
     ours, native = kind.split_overrides(overrides)
     cfg = _apply_overrides(cfg, ours, frozen=("task", "env.id", "env.kind"))
+    cfg = _apply_preset(cfg, ours, root)
     cfg.env.sim_overrides = [*cfg.env.sim_overrides, *native]
     kind.configure(cfg)
     _resolve_auto_device(cfg)
@@ -323,6 +344,7 @@ _ADDED_ALGO_KEYS = {
     "alpha_lr": 3e-4,
     "target_bound": False,
     "log_prob_floor": None,
+    "preset": "none",
 }
 
 
