@@ -41,6 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile_steps", type=at_least(1), default=100, help="updates under torch.profiler")
     parser.add_argument("--batch_size", type=at_least(1), default=256)
     parser.add_argument("--threads", type=at_least(1), default=1, help="torch intra-op threads")
+    parser.add_argument("--top", type=at_least(0), default=0, help="also list the N costliest operations")
     parser.add_argument("--out", type=Path, help="also write the figures to this JSON file")
     return parser.parse_args(argv)
 
@@ -159,6 +160,11 @@ def main(argv: list[str] | None = None) -> int:
         f"updates; all operations under the profiler: {profiled_ms:.3f} ms)"
     )
     print(f"env-steps/s: {args.steps / total_wall:.1f} wall, {args.steps / total_cpu:.1f} by CPU time")
+    if args.top:
+        print(f"the {args.top} costliest operations under the profiler (self CPU time, ms per update):")
+        for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[: args.top]:
+            per_update = e.self_cpu_time_total / args.profile_steps / 1e3
+            print(f"  {per_update:7.3f}  x{e.count / args.profile_steps:<6.1f} {e.key[:90]}")
     if args.out is not None:
         report = {
             "task": args.task,

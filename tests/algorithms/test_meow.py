@@ -208,6 +208,69 @@ def test_compile_capture_takes_the_eager_update_steps():
     assert not torch.equal(eager.policy.shift.net[0].weight, _policy().shift.net[0].weight)
 
 
+@pytest.mark.slow
+def test_compiled_learners_of_one_process_keep_their_own_settings():
+    """Compiled steps check fewer guards on the CPU (meow.algorithms.capture.fixed_structure_guard),
+    and every learner of a process shares the compiled code of its functions: learners that differ
+    only in Python settings (parameters of the same shapes) must still each take their own eager
+    steps, and ``act`` its own sampled and deterministic actions."""
+    from torch._inductor import config as inductor_config
+
+    buffer = _filled_buffer()
+    settings = [({}, {}), ({}, {"log_prob_floor": 1.0}), ({"q_dropout": "shared"}, {})]
+    results = []
+    with inductor_config.patch(fallback_random=True):
+        for policy_kw, kw in settings:
+            steps = []
+            for capture in ("none", "compile"):
+                alg = MEow(_policy(**policy_kw), n_step=2, capture=capture, **kw)
+                torch.manual_seed(5)
+                for _ in range(2):
+                    alg.update_from(buffer, 64)
+                obs = torch.randn(3, 4)
+                torch.manual_seed(6)
+                sampled = alg.act(obs)
+                steps.append(
+                    (torch.cat([p.reshape(-1) for p in alg.policy.parameters()]), sampled, alg.act(obs, True))
+                )
+            (eager, compiled) = steps
+            for e, c in zip(eager, compiled, strict=True):
+                assert torch.allclose(e, c, atol=1e-5)
+            assert not torch.allclose(compiled[1], compiled[2])  # sampled, not the mode
+            results.append(compiled[0])
+    # the settings matter here: with the same seed, each learner took other steps
+    assert not torch.allclose(results[0], results[1]) and not torch.allclose(results[0], results[2])
+
+
+def test_the_guards_a_compiled_cpu_step_skips_are_structural_only():
+    """What :func:`fixed_structure_guard` drops from the compiled loss's guards: the module tree's
+    structure and the flat-parameter layout, never a tensor, an argument, a flag or a setting."""
+    from meow.algorithms.capture import _GUARD_FILTERS, fixed_structure_guard
+
+    if not _GUARD_FILTERS:
+        pytest.skip(f"torch {torch.__version__} has no guard filters")
+    seen = []
+
+    def record(entries):
+        seen.extend(entries)
+        return [True] * len(entries)
+
+    alg = MEow(_policy(), n_step=2)
+    alg.policy.train()
+    torch.compile(alg._flat_loss, options={"guard_filter_fn": record}, backend="eager")(_filled_buffer(), 64)
+    dropped = [e for e in seen if fixed_structure_guard(e)]
+    kept = [e for e in seen if not fixed_structure_guard(e)]
+    assert len(dropped) > len(kept) / 2  # most of them
+    assert any(e.name.startswith("layout") for e in dropped)
+    for e in dropped:
+        assert e.guard_type != "TENSOR_MATCH" and not e.name.endswith(".training"), e.name
+        assert not e.name.startswith("args"), e.name
+    # every setting the loss reads stays guarded, e.g. the n-step length and the heads' flags
+    assert any(e.name.endswith(".n_step") for e in kept)
+    assert any(e.name.endswith(".training") for e in kept)
+    assert any(e.guard_type == "TENSOR_MATCH" for e in kept)
+
+
 def test_capture_modes_are_checked():
     assert MEow(_policy(), capture="auto").capture.mode == "none"  # on the CPU
     with pytest.raises(ValueError, match="algo.capture=cudagraph needs a CUDA device"):

@@ -22,7 +22,38 @@ import torch
 from torch import Tensor, nn
 
 CAPTURE_MODES = ("auto", "none", "compile", "cudagraph")
-"""``algo.capture``: how the update (and ``act``) run. ``auto`` = cudagraph on CUDA, none on CPU."""
+"""``algo.capture``: how the update (and ``act``) run. ``auto`` = cudagraph on CUDA; on the CPU compile
+for runs of :data:`AUTO_COMPILE_MIN_UPDATES` updates or more, none for shorter ones."""
+
+_GUARD_FILTERS = hasattr(torch.compiler, "skip_guard_on_all_nn_modules_unsafe")
+"""Whether ``torch.compile`` takes ``options={"guard_filter_fn": ...}`` (torch >= 2.8)."""
+
+_STRUCTURE_GUARDS = frozenset(
+    (
+        "DICT_KEYS_MATCH", "TYPE_MATCH", "ID_MATCH", "EMPTY_NN_MODULE_HOOKS_DICT",
+        "NOT_PRESENT_IN_GENERIC_DICT", "DICT_CONTAINS", "HASATTR", "SEQUENCE_LENGTH", "MODULE_MATCH",
+        "BUILTIN_MATCH", "CLASS_MATCH", "CLOSURE_MATCH", "DUPLICATE_INPUT",
+    )
+)  # fmt: skip
+
+
+def fixed_structure_guard(entry: Any) -> bool:
+    """Whether a Dynamo guard checks only what is fixed once a learner is built, so that a compiled
+    step need not check it on every call.
+
+    Those are the guards on the structure of the objects the step reaches through its closure
+    (the learner ``self``, the module ``holder``, the ``torch`` globals): which keys their dicts
+    hold, the types of their members, that no hooks were added, and the flat-parameter ``layout``
+    of :func:`over_flat_parameters`. Kept: every tensor guard (dtype, shape, strides), every guard
+    on the call's own arguments, the global torch state (grad mode, ...), and every Python number
+    or flag the step reads (``training``, the settings): two learners of one process share the
+    compiled code of a function and differ in those, so they must stay guarded.
+    """
+    name = entry.name
+    if name == "layout" or name.startswith("layout["):
+        return True
+    return entry.guard_type in _STRUCTURE_GUARDS and name.startswith(("self", "holder", "G[", "dict(type("))
+
 
 MATMUL_PRECISIONS = ("float32", "tf32")
 """``algo.matmul_precision``: float32 matrix products in full float32 (the paper), or as TF32 on a
@@ -121,9 +152,18 @@ class Capture:
             inductor_config.fallback_random = True
 
     def compile(self, fn: Callable) -> Callable:
-        """``fn`` compiled under ``compile`` (static shapes), else ``fn`` itself."""
+        """``fn`` compiled under ``compile`` (static shapes), else ``fn`` itself.
+
+        On the CPU, with torch's default mode, the compiled function checks fewer guards on each
+        call (:func:`fixed_structure_guard`): no recorded graph stands between the step and
+        Dynamo there, which otherwise checks ~2,000 guards per update and action, 0.4 ms of a
+        ~13 ms Hopper step.
+        """
         if self.mode != "compile":
             return fn
+        if self.compile_mode is None and self.device.type == "cpu" and _GUARD_FILTERS:
+            options = {"guard_filter_fn": lambda entries: [not fixed_structure_guard(e) for e in entries]}
+            return torch.compile(fn, options=options, dynamic=False)
         return torch.compile(fn, mode=self.compile_mode, dynamic=False)
 
     def replay(
