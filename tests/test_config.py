@@ -154,6 +154,7 @@ REMEDY_KEYS = {
     "alpha_lr": 3e-4,
     "target_bound": False,
     "log_prob_floor": None,
+    "log_prob_floor_scope": "fit",
 }
 
 

@@ -22,7 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from meow.algorithms.capture import CAPTURE_MODES, MATMUL_PRECISIONS
 from meow.envs.registry import EnvKindError, all_task_dirs, get_kind
-from meow.modules.flow_policy import COUPLING_BIASES, Q_DROPOUTS, SHIFT_SCALES
+from meow.modules.flow_policy import COUPLING_BIASES, FLOOR_SCOPES, Q_DROPOUTS, SHIFT_SCALES
 from meow.nn.layers import HIDDEN_NORMS
 from meow.runners.evaluation import EVAL_MODES
 
@@ -100,6 +100,7 @@ class AlgoConfig:
     alpha_lr: float = MISSING
     target_bound: bool = MISSING
     log_prob_floor: float | None = MISSING
+    log_prob_floor_scope: str = MISSING
     preset: str = MISSING
 
 
@@ -344,6 +345,7 @@ _ADDED_ALGO_KEYS = {
     "alpha_lr": 3e-4,
     "target_bound": False,
     "log_prob_floor": None,
+    "log_prob_floor_scope": "fit",
     "preset": "none",
 }
 
@@ -443,6 +445,12 @@ def validate(cfg: DictConfig) -> None:
     _check(a.q_dropout in Q_DROPOUTS, "algo.q_dropout", a.q_dropout, " | ".join(Q_DROPOUTS))
     _check(a.shift_scale in SHIFT_SCALES, "algo.shift_scale", a.shift_scale, " | ".join(SHIFT_SCALES))
     _check(a.head_norm in HIDDEN_NORMS, "algo.head_norm", a.head_norm, " | ".join(HIDDEN_NORMS))
+    _check(
+        a.log_prob_floor_scope in FLOOR_SCOPES,
+        "algo.log_prob_floor_scope",
+        a.log_prob_floor_scope,
+        " | ".join(FLOOR_SCOPES),
+    )
     # (every float setting is checked for finiteness above)
     _check(
         a.coupling_shift_bound >= 0,

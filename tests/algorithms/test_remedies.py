@@ -165,6 +165,45 @@ def test_the_floor_is_per_action_dimension_in_the_learner():
     assert MEow(_policy()).log_prob_floor is None
 
 
+def _loss_grads(policy: FlowPolicy, b: TransitionBatch, **kw) -> dict[str, torch.Tensor]:
+    alg = MEow(copy.deepcopy(policy), **kw)
+    alg.loss(b)[0].backward()
+    return {name: p.grad.clone() for name, p in alg.policy.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("scope", ["fit", "value"])
+def test_a_floor_below_every_action_changes_no_gradient(scope):
+    policy, b = _policy(dropout=0.0).eval(), _batch()
+    plain = _loss_grads(policy, b)
+    floored = _loss_grads(policy, b, log_prob_floor=-1e6, log_prob_floor_scope=scope)
+    assert plain.keys() == floored.keys()
+    for name, g in plain.items():
+        assert torch.allclose(floored[name], g, rtol=1e-4, atol=1e-5), name
+
+
+def test_the_value_scoped_floor_leaves_the_log_density_its_true_residual():
+    """With every action below the floor: the couplings (in log pi only, not in V) get the unfloored
+    fit's gradient, the shift heads (in V only) the floored fit's."""
+    policy, b = _policy(dropout=0.0).eval(), _batch()
+    plain = _loss_grads(policy, b)
+    fit = _loss_grads(policy, b, log_prob_floor=1e6, log_prob_floor_scope="fit")
+    value = _loss_grads(policy, b, log_prob_floor=1e6, log_prob_floor_scope="value")
+    couplings = [n for n in plain if n.startswith("couplings.")]
+    shifts = [n for n in plain if n.startswith("shift.")]
+    assert couplings and shifts
+    for name in couplings:
+        assert torch.allclose(value[name], plain[name], rtol=1e-4, atol=1e-5), name
+        assert name not in fit or torch.count_nonzero(fit[name]) == 0  # the fit-scoped floor blocks it
+    for name in shifts:
+        assert torch.allclose(value[name], fit[name], rtol=1e-4, atol=1e-5), name
+        assert not torch.allclose(value[name], plain[name], rtol=1e-3), name
+
+
+def test_the_floor_scope_is_checked():
+    with pytest.raises(ValueError, match="algo.log_prob_floor_scope=both is invalid; valid: fit | value"):
+        MEow(_policy(), log_prob_floor=-1.0, log_prob_floor_scope="both")
+
+
 # --------------------------------------------------------------------------- weight decay
 def test_weight_decay_is_decoupled_and_off_by_default():
     assert type(MEow(_policy()).optimizer) is torch.optim.Adam

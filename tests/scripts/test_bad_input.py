@@ -135,6 +135,11 @@ CASES = [
         "algo.log_prob_floor=-inf is invalid; valid: a finite number",
     ),
     ("train", [*MG, "algo.preset=fast"], "algo.preset=fast is invalid; valid: none | paper"),
+    (
+        "train",
+        [*MG, "algo.log_prob_floor_scope=both"],
+        "algo.log_prob_floor_scope=both is invalid; valid: fit | value",
+    ),
     ("train", [*MG, "algo.tau=1.5"], "algo.tau=1.5 is invalid"),
     ("train", [*MG, "algo.alpha=-0.1"], "algo.alpha=-0.1 is invalid; valid: a number > 0"),
     ("train", [*MG, "algo.alpha=.inf"], "algo.alpha=inf is invalid; valid: a finite number"),

@@ -20,6 +20,7 @@ from meow.algorithms.capture import (
     set_matmul_precision,
 )
 from meow.modules import FlowPolicy
+from meow.modules.flow_policy import FLOOR_SCOPES
 from meow.storage import TransitionBatch
 
 __all__ = ["CAPTURE_MODES", "MATMUL_PRECISIONS", "GradientSync", "MEow", "WindowSampler"]
@@ -99,6 +100,9 @@ class MEow:
             ``(r_max + alpha * d * log 2) / (1 - gamma)`` (docs/ALGORITHM.md, "Bounded target").
         log_prob_floor: with a number ``f``, the fit's ``log pi(a|s)`` of replay actions is
             floored at ``f * d`` nats (:meth:`FlowPolicy.q_values_floored`); None: no floor (the paper).
+        log_prob_floor_scope: ``fit``: the floor applies to the whole fit (below it, the gradient
+            reaches V only); ``value``: only to what V learns, while ``log pi(a|s)`` keeps the true
+            residual ``Q - y`` (docs/ALGORITHM.md, "Log-density floor").
     """
 
     def __init__(
@@ -120,6 +124,7 @@ class MEow:
         alpha_lr: float = 3e-4,
         target_bound: bool = False,
         log_prob_floor: float | None = None,
+        log_prob_floor_scope: str = "fit",
     ) -> None:
         if n_step < 1:
             raise ValueError(f"algo.n_step={n_step} is invalid; valid: an integer >= 1")
@@ -135,6 +140,10 @@ class MEow:
         self.n_step = n_step
         self.target_bound = target_bound
         self.log_prob_floor = None if log_prob_floor is None else float(log_prob_floor) * policy.action_dim
+        if log_prob_floor_scope not in FLOOR_SCOPES:
+            valid = " | ".join(FLOOR_SCOPES)
+            raise ValueError(f"algo.log_prob_floor_scope={log_prob_floor_scope} is invalid; valid: {valid}")
+        self.log_prob_floor_scope = log_prob_floor_scope
         self._discounts = gamma ** torch.arange(n_step + 1, dtype=torch.float32, device=self.device)
         self.reward_max = torch.full((), -math.inf, device=self.device)
         """The largest reward sampled so far (for ``target_bound``), kept on the device."""
@@ -193,11 +202,22 @@ class MEow:
         with torch.no_grad():
             target = self.soft_target(batch)
         states = self.normalizer(obs[:, 0])
+        y = target["target"]
         if self.log_prob_floor is None:
             q = self.policy.q_values(states, actions[:, 0])
-        else:
+            squares = (q - y).square()
+        elif self.log_prob_floor_scope == "fit":
             q = self.policy.q_values_floored(states, actions[:, 0], self.log_prob_floor)
-        loss = 0.5 * (q - target["target"]).square().sum(0).mean()
+            squares = (q - y).square()
+        else:
+            # V learns from the floored fit, log pi from the true one: the two halves' gradients
+            # add up to the unfloored fit's wherever log pi >= floor
+            v, log_pi = self.policy.values_and_log_prob(states, actions[:, 0])
+            alpha = self.policy.alpha
+            q = v + alpha * log_pi
+            floored = v + alpha * torch.clamp(log_pi, min=self.log_prob_floor).detach()
+            squares = (floored - y).square() + (v.detach() + alpha * log_pi - y).square()
+        loss = 0.5 * squares.sum(0).mean()
         stats = {"q": q.detach().mean(), **{k: v.mean() for k, v in target.items()}}
         if self.log_alpha is not None:
             # for the temperature's step, which samples there outside the (possibly compiled) loss:

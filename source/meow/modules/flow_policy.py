@@ -24,6 +24,10 @@ the couplings) or one per head (the couplings run on the batch repeated per head
 release evaluates its two heads on a doubled batch)."""
 
 
+FLOOR_SCOPES = ("fit", "value")
+"""``algo.log_prob_floor_scope``: what the log-density floor applies to: the whole fit (its gradient
+reaches V only below the floor), or only what V learns (log pi keeps the true residual)."""
+
 SHIFT_SCALES = ("alpha", "reward")
 """``algo.shift_scale``: whether the reward-shifting heads are scaled by ``alpha`` with the rest of
 the soft values (``alpha * b_k``, the paper's release) or are in reward units (``b_k``)."""
@@ -214,12 +218,18 @@ class FlowPolicy(nn.Module):
 
         Equal to :meth:`q_values` wherever ``log pi(a|s) >= floor``.
         """
+        values, log_prob = self.values_and_log_prob(obs, action)
+        return values + self.alpha * torch.clamp(log_prob, min=floor)
+
+    def values_and_log_prob(self, obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
+        """``(V_k(s), log pi(a|s))``, whose ``V_k + alpha log pi`` is the soft Q of every head:
+        ``(heads, B)`` and, with a pass per head (as :meth:`q_values`), ``(heads, B)`` else ``(B,)``."""
         heads = self.num_shift_heads
         if self._pass_per_head and self.training:
             log_prob = self.log_prob(obs.repeat(heads, 1), action.repeat(heads, 1)).view(heads, -1)
         else:
             log_prob = self.log_prob(obs, action)
-        return self.values(obs) + self.alpha * torch.clamp(log_prob, min=floor)
+        return self.values(obs), log_prob
 
     def values(self, obs: Tensor) -> Tensor:
         """Soft V of every shift head in closed form, shaped ``(heads, B)``.

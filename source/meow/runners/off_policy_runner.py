@@ -175,6 +175,7 @@ class OffPolicyRunner:
             alpha_lr=a.alpha_lr,
             target_bound=a.target_bound,
             log_prob_floor=a.log_prob_floor,
+            log_prob_floor_scope=a.log_prob_floor_scope,
         )
         self.buffer = ReplayBuffer(
             cfg.buffer.capacity,
