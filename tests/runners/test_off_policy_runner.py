@@ -85,9 +85,23 @@ def test_run_directory_has_config_events_checkpoints_and_buffer(multigoal_cfg, t
         "charts/episodic_return",
         "eval/return_mean",
         "policy/entropy",
+        "policy/saturated",
     } <= tags
+    assert all(0.0 <= e.value <= 1.0 for e in events.Scalars("policy/saturated"))
     assert [e.step for e in events.Scalars("eval/return_mean")] == [150, 300]
     assert runner.last_eval is not None
+
+
+@pytest.mark.parametrize(("scale", "low", "high"), [(-10.0, 0.0, 0.05), (10.0, 0.75, 1.0)])
+def test_policy_saturated_counts_the_sampled_actions_on_the_tanh_bounds(multigoal_cfg, scale, low, high):
+    """``policy/saturated``: with the prior's scale at its smallest (e^-5) no sampled component
+    reaches |a| >= 0.99; at its largest (e^3) most do (|u| > 0.13 of a standard normal: 90%)."""
+    runner = _runner(multigoal_cfg("algo.log_sigma_min=-5.0", "algo.log_sigma_max=3.0"))
+    with torch.no_grad():
+        runner.alg.policy.scaling.net[-1].bias.fill_(scale)
+    stats = runner._policy_stats(torch.zeros(4096, 2))
+    assert low <= stats["policy/saturated"] <= high
+    assert set(stats) == {"policy/entropy", "policy/saturated"}
 
 
 def test_evaluation_is_deterministic(multigoal_cfg):

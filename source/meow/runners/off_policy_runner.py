@@ -54,6 +54,10 @@ def budget_deadline(max_minutes: float, start: float | None = None) -> float | N
     return (time.monotonic() if start is None else start) + 60.0 * max_minutes
 
 
+SATURATED = 0.99
+"""``|a|`` from which an action component counts as on the tanh bounds (``policy/saturated``)."""
+
+
 @dataclass
 class _Loop:
     """What :meth:`OffPolicyRunner.learn` carries from one iteration to the next."""
@@ -482,7 +486,7 @@ class OffPolicyRunner:
             logged["charts/episodic_length"] = len_sum / count
         loop.window.zero_()
         if loop.metrics:
-            logged["policy/entropy"] = self._entropy(loop.acted_on)
+            logged.update(self._policy_stats(loop.acted_on))
         # Per-episode reward terms and termination causes that Isaac Lab reports.
         for tag, value in getattr(self.env, "episode_log", {}).items():
             logged[tag] = float(value)
@@ -519,10 +523,16 @@ class OffPolicyRunner:
         return loop.logged
 
     @torch.no_grad()
-    def _entropy(self, obs: Tensor) -> float:
-        """Monte Carlo estimate of the policy's entropy at the current observations."""
+    def _policy_stats(self, obs: Tensor) -> dict[str, float]:
+        """From one sample of the policy at the current observations: its entropy (Monte Carlo) and
+        the share of action components on the tanh bounds (``|a| >= SATURATED``), where a task that
+        clips its actions at the unit box gets bang-bang control."""
         self.alg.policy.eval()
-        return -self.alg.policy.sample(self.alg.normalizer(obs))[1].mean().item()
+        actions, log_prob = self.alg.policy.sample(self.alg.normalizer(obs))
+        entropy, saturated = torch.stack(
+            (-log_prob.mean(), (actions.abs() >= SATURATED).float().mean())
+        ).tolist()
+        return {"policy/entropy": entropy, "policy/saturated": saturated}
 
     @staticmethod
     def _postfix(logged: dict[str, float]) -> dict[str, str]:
