@@ -217,11 +217,13 @@ def test_weight_decay_is_decoupled_and_off_by_default():
 
 # ----------------------------------------------------------------------- all of them at once
 @pytest.mark.slow
-def test_every_remedy_compiled_matches_eager():
+@pytest.mark.parametrize("scope", ["fit", "value"])
+def test_every_remedy_compiled_matches_eager(scope):
     """The remedies run inside the compiled loss as in the eager one: from the same seed, the first
     update's loss, target and sampled log-density agree, and so does its step."""
     torch.set_num_threads(1)
     kw = {"target_entropy": -2.0, "target_bound": True, "log_prob_floor": -1.0, "weight_decay": 0.01}
+    kw["log_prob_floor_scope"] = scope
     flow = {"shift_scale": "reward", "coupling_shift_bound": 1.0, "head_norm": "layer"}
     out = []
     for capture in ("none", "compile"):
