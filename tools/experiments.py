@@ -692,6 +692,15 @@ def plot_calibration(panels: dict[str, dict[int, dict]], out: Path, title: str) 
     print(f"[experiments] wrote {out}", flush=True)
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory where it lies below it (as a command line writes
+    it), else as it is: a committed report names no machine's directories."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def report(grid: Grid, out: Path, steps: list[int]) -> int:
     """PNGs per task and evaluation tag, a value-calibration PNG per task (the methods that log
     it), ``curves.csv`` and ``returns.md`` under ``out``."""
@@ -768,7 +777,7 @@ def report(grid: Grid, out: Path, steps: list[int]) -> int:
     lines = [
         f"# {grid.name}: returns at given env steps",
         "",
-        f"Generated {_now()} by `python tools/experiments.py report {grid.path} --out {out}`.",
+        f"Generated {_now()} by `python tools/experiments.py report {grid.path} --out {_shown(out)}`.",
         f"Grid: {len(grid.seeds)} seeds ({', '.join(map(str, grid.seeds))}), "
         f"{grid.steps:,} env steps per run, "
         f"evaluation every {grid.eval_interval:,} env steps on {grid.eval_episodes} episodes.",

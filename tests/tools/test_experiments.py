@@ -367,3 +367,11 @@ def test_a_pid_file_naming_a_process_started_at_another_time_is_stale(tmp_path):
     for path in (grid.root / "scheduler.pid", run.dir / "run.pid"):
         path.write_text(json.dumps({"pid": me, "start": start}))
     assert experiments.scheduler_pid(grid) == me and run.pid() == me
+
+
+def test_a_report_names_its_folder_relative_to_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert experiments._shown(tmp_path / "docs" / "results" / "x") == str(Path("docs") / "results" / "x")
+    assert experiments._shown(Path("docs/results/x")) == str(Path("docs") / "results" / "x")
+    elsewhere = tmp_path.parent / "elsewhere"
+    assert experiments._shown(elsewhere) == str(elsewhere)
