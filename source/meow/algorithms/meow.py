@@ -97,12 +97,12 @@ class MEow:
             policy; docs/ALGORITHM.md, "Automatic temperature"); None: ``alpha`` stays fixed (the paper).
         alpha_lr: Adam learning rate of ``log alpha`` when it is tuned.
         target_bound: clamp the bootstrapped soft value from above at what the rewards seen allow,
-            ``(r_max + alpha * d * log 2) / (1 - gamma)`` (docs/ALGORITHM.md, "Bounded target").
+            ``(r_max + alpha * d * log 2) / (1 - gamma)`` (docs/ALGORITHM.md section 11).
         log_prob_floor: with a number ``f``, the fit's ``log pi(a|s)`` of replay actions is
             floored at ``f * d`` nats (:meth:`FlowPolicy.q_values_floored`); None: no floor (the paper).
         log_prob_floor_scope: ``fit``: the floor applies to the whole fit (below it, the gradient
             reaches V only); ``value``: only to what V learns, while ``log pi(a|s)`` keeps the true
-            residual ``Q - y`` (docs/ALGORITHM.md, "Log-density floor").
+            residual ``Q - y`` (docs/ALGORITHM.md section 11).
     """
 
     def __init__(
