@@ -4,6 +4,7 @@
     python scripts/play.py logs/meow/Hopper-v5/<timestamp>/model_100000.pt --episodes 20
     python scripts/play.py <run> --video      # also record the first episode to <run>/videos/
     python scripts/play.py <run> --export     # also write <run>/exported/policy.pt and policy.onnx
+    python scripts/play.py <run> --eval_mode stochastic --latent_scale 0.5   # the sampled policy's core
     ./isaaclab.sh -p scripts/play.py logs/meow/Isaac-Ant/<timestamp> --episodes 64 --export
 
 Reports the mean and standard deviation of the return, one episode per evaluation environment,
@@ -11,6 +12,10 @@ of the deterministic action (the flow's image of the latent z = 0), of sampled a
 paper measured its returns), or of both (--eval_mode, default both). With sampled actions it also
 reports the value calibration: the flow's exact soft value V(s0) at the start states against the
 discounted soft return the episodes earned (docs/ALGORITHM.md).
+
+--latent_scale s < 1 is a diagnostic: sampled actions draw the flow's latent from N(0, s^2 I),
+a policy narrowed around its mode (s = 0: the deterministic action). Comparing s = 1 with s = 0.5
+tells whether the sampled policy loses its return in its tails or in its core.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from meow.utils.cli import ArgumentParser, at_least
+from meow.utils.cli import ArgumentParser, at_least, scale_in
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -32,6 +37,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--eval_mode",
         choices=("deterministic", "stochastic", "both"),
         help="evaluate the deterministic action, sampled actions, or both (default both; core runner)",
+    )
+    parser.add_argument(
+        "--latent_scale",
+        type=scale_in(0.0, 1.0),
+        default=1.0,
+        help="sampled actions draw the flow's latent at this scale (default 1: the policy; a diagnostic)",
     )
     parser.add_argument(
         "--video", action="store_true", help="record the first episode as MP4 (needs imageio-ffmpeg)"
@@ -130,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.runner == "rl_games":
             if args.video or args.export:
                 raise ConfigError("--video and --export belong to the core runner; drop --runner rl_games")
+            if args.latent_scale != 1.0:
+                raise ConfigError("--latent_scale belongs to the core runner; drop --runner rl_games")
             if args.eval_mode is not None:
                 raise ConfigError(
                     f"--eval_mode {args.eval_mode} belongs to the core runner (rl-games' player runs its "
@@ -158,9 +171,10 @@ def main(argv: list[str] | None = None) -> int:
             env.close()
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
-    tags = runner.evaluate_modes()
+    tags = runner.evaluate_modes(latent_scale=args.latent_scale)
     at = f"[meow] {cfg.env.id} @ env step {ckpt['global_step']:,}:"
-    for label, prefix in (("deterministic", "eval/"), ("stochastic", "eval/stochastic_")):
+    sampled = "stochastic" if args.latent_scale == 1.0 else f"stochastic (latent scale {args.latent_scale:g})"
+    for label, prefix in (("deterministic", "eval/"), (sampled, "eval/stochastic_")):
         if prefix + "return_mean" in tags:
             print(
                 f"{at} {label} return {tags[prefix + 'return_mean']:.1f} ± {tags[prefix + 'return_std']:.1f} "

@@ -121,6 +121,27 @@ def test_sample_log_prob_matches_log_prob(action_dim: int, randomize) -> None:
 
 
 @pytest.mark.parametrize("action_dim", ACTION_DIMS)
+def test_a_scaled_latent_narrows_the_sample_and_keeps_the_policys_log_density(
+    action_dim: int, randomize
+) -> None:
+    """``sample(s, latent_scale=c)`` pushes ``c u`` through the flow: the same draw as ``sample``
+    scaled, ``c = 0`` is the deterministic action, and the log-density is still ``log pi(a|s)``."""
+    policy = _policy(action_dim, randomize)
+    obs = _obs(256)
+    torch.manual_seed(3)
+    full = policy.sample(obs)[0]
+    torch.manual_seed(3)
+    half, log_prob = policy.sample(obs, latent_scale=0.5)
+    torch.testing.assert_close(policy.log_prob(obs, half), log_prob, rtol=0.0, atol=1e-8)
+    torch.manual_seed(3)
+    u = 0.5 * torch.randn(256, action_dim, dtype=obs.dtype)
+    torch.testing.assert_close(half, _sampling_map(policy, u, obs), rtol=0.0, atol=1e-12)
+    mode = policy.deterministic(obs)
+    assert (half - mode).abs().mean() < 0.75 * (full - mode).abs().mean()
+    torch.testing.assert_close(policy.sample(obs, latent_scale=0.0)[0], mode, rtol=0.0, atol=1e-12)
+
+
+@pytest.mark.parametrize("action_dim", ACTION_DIMS)
 def test_log_prob_is_the_change_of_variables_density(action_dim: int, randomize) -> None:
     """``log pi(a|s) = log N(u; 0, I) - log|det da/du|`` with the Jacobian from autograd."""
     policy = _policy(action_dim, randomize)

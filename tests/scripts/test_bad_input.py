@@ -240,6 +240,18 @@ CASES = [
     ("play", ["{ckpt}", "--eval_mode", "sampled"], "argument --eval_mode: invalid choice: 'sampled'"),
     (
         "play",
+        ["{ckpt}", "--latent_scale", "1.5"],
+        "argument --latent_scale: 1.5 is invalid; valid: a number in [0.0, 1.0]",
+    ),
+    ("play", ["{ckpt}", "--latent_scale", "half"], "argument --latent_scale: 'half' is not a number"),
+    ("play", ["{ckpt}", "--latent_scale", "nan"], "argument --latent_scale: nan is invalid"),
+    (
+        "play",
+        ["{ckpt}", "--runner", "rl_games", "--latent_scale", "0.5"],
+        "--latent_scale belongs to the core runner",
+    ),
+    (
+        "play",
         ["{ckpt}", "--runner", "rl_games", "--eval_mode", "stochastic"],
         "--eval_mode stochastic belongs to the core runner",
     ),

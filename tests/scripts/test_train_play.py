@@ -55,6 +55,13 @@ def test_train_resume_play_export(tmp_path, capsys):
     assert play.main([str(runs[1]), "--episodes", "2", "--eval_mode", "stochastic"]) == 0
     out = capsys.readouterr().out
     assert "stochastic return" in out and "over 2 episodes" in out and "deterministic return" not in out
+    # the latent at scale 0 is the deterministic action: the same return from the same start states
+    argv = [str(runs[1]), "--episodes", "2", "--seed", "5"]
+    assert play.main([*argv, "--eval_mode", "deterministic"]) == 0
+    deterministic = capsys.readouterr().out.split("deterministic return ")[1].split(" over")[0]
+    assert play.main([*argv, "--eval_mode", "stochastic", "--latent_scale", "0"]) == 0
+    out = capsys.readouterr().out
+    assert f"stochastic (latent scale 0) return {deterministic} over 2 episodes" in out
     exported = torch.jit.load(str(runs[1] / "exported" / "policy.pt"))
     ckpt = torch.load(runs[1] / "model_250.pt", weights_only=False)
     from omegaconf import OmegaConf

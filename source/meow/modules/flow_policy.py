@@ -174,9 +174,16 @@ class FlowPolicy(nn.Module):
     def _gaussian_log_kernel(self, u: Tensor) -> Tensor:
         return -0.5 * u.square().sum(-1)
 
-    def sample(self, obs: Tensor) -> tuple[Tensor, Tensor]:
-        """Draws ``a ~ pi(.|s)``; returns ``(action, log pi(a|s))``."""
+    def sample(self, obs: Tensor, latent_scale: float = 1.0) -> tuple[Tensor, Tensor]:
+        """Draws ``a ~ pi(.|s)``; returns ``(action, log pi(a|s))``.
+
+        ``latent_scale`` < 1 draws the latent from ``N(0, latent_scale^2 I)`` instead, a diagnostic
+        that narrows the policy around its mode (0: the deterministic action); the log-density
+        returned is still the policy's own, ``log pi(a|s)`` of the action drawn.
+        """
         u = torch.randn(obs.shape[0], self.action_dim, device=obs.device, dtype=obs.dtype)
+        if latent_scale != 1.0:
+            u = u * latent_scale
         action, ladj = self._to_action(u, obs)
         return action, self._gaussian_log_kernel(u) - self._log_norm_const - ladj
 

@@ -64,6 +64,7 @@ def run_episodes(
     device: torch.device,
     act: Callable[[Tensor], Tensor] | None = None,
     max_steps: int = 100_000,
+    latent_scale: float = 1.0,
 ) -> Episodes:
     """Runs one episode in each env of ``env``, reset with ``seed``.
 
@@ -80,6 +81,8 @@ def run_episodes(
         device: where the flow lives.
         act: the deterministic policy (e.g. the learner's captured ``act``); default: the flow's.
         max_steps: a RuntimeError if some episode has not ended after this many steps.
+        latent_scale: sampled actions draw the flow's latent at this scale (1: the policy itself;
+            see :meth:`FlowPolicy.sample`); the value calibration still uses ``log pi``.
     """
     policy.eval()
     n = env.num_envs
@@ -97,7 +100,7 @@ def run_episodes(
                 action = act(obs) if act is not None else policy.deterministic(normalizer(obs))
             else:
                 # A plain call, not the learner's captured act: the log-density comes with the sample.
-                action, log_prob = policy.sample(normalizer(obs))
+                action, log_prob = policy.sample(normalizer(obs), latent_scale)
             result = env.step(action)
             rewards = result.rewards.to(device)
             terminated, truncated = result.terminated.to(device), result.truncated.to(device)

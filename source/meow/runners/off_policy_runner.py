@@ -222,7 +222,9 @@ class OffPolicyRunner:
             self.writer.add_scalar(tag, value, self.global_step)
 
     # --------------------------------------------------------------- evaluation
-    def _episodes(self, deterministic: bool, seed: int, max_steps: int) -> Episodes:
+    def _episodes(
+        self, deterministic: bool, seed: int, max_steps: int, latent_scale: float = 1.0
+    ) -> Episodes:
         if self.eval_env is None:
             raise RuntimeError("no evaluation environment was given")
         return run_episodes(
@@ -235,6 +237,7 @@ class OffPolicyRunner:
             device=self.device,
             act=lambda obs: self.alg.act(obs, deterministic=True),
             max_steps=max_steps,
+            latent_scale=latent_scale,
         )
 
     def _eval_seed(self) -> int:
@@ -273,14 +276,15 @@ class OffPolicyRunner:
         prefix = "eval/" if deterministic else "eval/stochastic_"
         return tags[prefix + "return_mean"], tags[prefix + "return_std"]
 
-    def evaluate_modes(self, max_steps: int = 100_000) -> dict[str, float]:
+    def evaluate_modes(self, max_steps: int = 100_000, latent_scale: float = 1.0) -> dict[str, float]:
         """Runs the evaluations that ``runner.eval_mode`` asks for, from the same start states;
         returns their scalars by TensorBoard tag (``eval/return_*`` for the deterministic
         policy, ``eval/stochastic_return_*`` and ``eval/value_v0``, ``eval/soft_return``,
-        ``eval/value_error`` for the sampled one)."""
+        ``eval/value_error`` for the sampled one, whose latent is drawn at ``latent_scale``)."""
         seed, tags = self._eval_seed(), {}
         for deterministic in eval_passes(self.cfg.runner.eval_mode):
-            tags.update(self._record(deterministic, self._episodes(deterministic, seed, max_steps)))
+            episodes = self._episodes(deterministic, seed, max_steps, latent_scale)
+            tags.update(self._record(deterministic, episodes))
         self.num_evals += 1
         return tags
 

@@ -31,3 +31,21 @@ def at_least(minimum: int):
 
     parse.__name__ = f"integer >= {minimum}"
     return parse
+
+
+def scale_in(low: float, high: float):
+    """An argparse ``type`` for numbers in ``[low, high]`` whose error names the value and the range."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a number; valid: a number in [{low}, {high}]"
+            ) from None
+        if not low <= value <= high:  # also refuses nan
+            raise argparse.ArgumentTypeError(f"{value} is invalid; valid: a number in [{low}, {high}]")
+        return value
+
+    parse.__name__ = f"number in [{low}, {high}]"
+    return parse
