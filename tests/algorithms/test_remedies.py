@@ -171,7 +171,7 @@ def _loss_grads(policy: FlowPolicy, b: TransitionBatch, **kw) -> dict[str, torch
     return {name: p.grad.clone() for name, p in alg.policy.named_parameters() if p.grad is not None}
 
 
-@pytest.mark.parametrize("scope", ["fit", "value"])
+@pytest.mark.parametrize("scope", ["fit", "value", "mask"])
 def test_a_floor_below_every_action_changes_no_gradient(scope):
     policy, b = _policy(dropout=0.0).eval(), _batch()
     plain = _loss_grads(policy, b)
@@ -199,8 +199,36 @@ def test_the_value_scoped_floor_leaves_the_log_density_its_true_residual():
         assert not torch.allclose(value[name], plain[name], rtol=1e-3), name
 
 
+def test_the_masked_floor_teaches_v_only_from_the_actions_at_or_above_it():
+    """``mask``: the shift heads (in V only) get the unfloored fit's gradient of the replay actions
+    at or above the floor, as if the others were not in the batch; the couplings (in log pi only)
+    get the unfloored gradient of all of them."""
+    policy, b = _policy(dropout=0.0).eval(), _batch()
+    with torch.no_grad():
+        log_pi = policy.log_prob(b.obs, b.actions)
+    floor = log_pi.median().item()  # half the actions below it
+    above = log_pi >= floor
+    assert 0 < int(above.sum()) < len(above)
+    plain = _loss_grads(policy, b)
+    masked = _loss_grads(policy, b, log_prob_floor=floor / 2, log_prob_floor_scope="mask")  # per dimension
+    upper = _loss_grads(policy, TransitionBatch(*(x[above] for x in b)))
+    share = above.float().mean().item()  # the loss averages over the whole batch
+    shifts = [n for n in plain if n.startswith("shift.")]
+    couplings = [n for n in plain if n.startswith("couplings.")]
+    assert shifts and couplings
+    for name in shifts:
+        assert torch.allclose(masked[name], share * upper[name], rtol=1e-4, atol=1e-6), name
+        assert not torch.allclose(masked[name], plain[name], rtol=1e-2), name
+    for name in couplings:
+        assert torch.allclose(masked[name], plain[name], rtol=1e-4, atol=1e-5), name
+    alg = MEow(copy.deepcopy(policy), log_prob_floor=floor / 2, log_prob_floor_scope="mask")
+    assert alg.loss(b)[1]["below_floor"].item() == pytest.approx(1.0 - share)
+
+
 def test_the_floor_scope_is_checked():
-    with pytest.raises(ValueError, match="algo.log_prob_floor_scope=both is invalid; valid: fit | value"):
+    with pytest.raises(
+        ValueError, match="algo.log_prob_floor_scope=both is invalid; valid: fit | value | mask"
+    ):
         MEow(_policy(), log_prob_floor=-1.0, log_prob_floor_scope="both")
 
 
@@ -217,7 +245,7 @@ def test_weight_decay_is_decoupled_and_off_by_default():
 
 # ----------------------------------------------------------------------- all of them at once
 @pytest.mark.slow
-@pytest.mark.parametrize("scope", ["fit", "value"])
+@pytest.mark.parametrize("scope", ["fit", "value", "mask"])
 def test_every_remedy_compiled_matches_eager(scope):
     """The remedies run inside the compiled loss as in the eager one: from the same seed, the first
     update's loss, target and sampled log-density agree, and so does its step."""

@@ -138,7 +138,7 @@ CASES = [
     (
         "train",
         [*MG, "algo.log_prob_floor_scope=both"],
-        "algo.log_prob_floor_scope=both is invalid; valid: fit | value",
+        "algo.log_prob_floor_scope=both is invalid; valid: fit | value | mask",
     ),
     ("train", [*MG, "algo.tau=1.5"], "algo.tau=1.5 is invalid"),
     ("train", [*MG, "algo.alpha=-0.1"], "algo.alpha=-0.1 is invalid; valid: a number > 0"),

@@ -102,7 +102,9 @@ class MEow:
             floored at ``f * d`` nats (:meth:`FlowPolicy.q_values_floored`); None: no floor (the paper).
         log_prob_floor_scope: ``fit``: the floor applies to the whole fit (below it, the gradient
             reaches V only); ``value``: only to what V learns, while ``log pi(a|s)`` keeps the true
-            residual ``Q - y`` (docs/ALGORITHM.md section 11).
+            residual ``Q - y``; ``mask``: V learns only from the replay actions at or above the
+            floor (none pulls V towards the floor's value), ``log pi`` from all of them
+            (docs/ALGORITHM.md section 11).
     """
 
     def __init__(
@@ -210,15 +212,23 @@ class MEow:
             q = self.policy.q_values_floored(states, actions[:, 0], self.log_prob_floor)
             squares = (q - y).square()
         else:
-            # V learns from the floored fit, log pi from the true one: the two halves' gradients
-            # add up to the unfloored fit's wherever log pi >= floor
+            # V learns from the floored fit (value) or from the actions at or above the floor (mask),
+            # log pi from the true fit: the two halves' gradients add up to the unfloored fit's
+            # wherever log pi >= floor
             v, log_pi = self.policy.values_and_log_prob(states, actions[:, 0])
             alpha = self.policy.alpha
             q = v + alpha * log_pi
-            floored = v + alpha * torch.clamp(log_pi, min=self.log_prob_floor).detach()
-            squares = (floored - y).square() + (v.detach() + alpha * log_pi - y).square()
+            if self.log_prob_floor_scope == "value":
+                value_fit = (v + alpha * torch.clamp(log_pi, min=self.log_prob_floor).detach() - y).square()
+            else:  # mask: the actions below the floor teach V nothing
+                above = (log_pi.detach() >= self.log_prob_floor).to(v.dtype)
+                value_fit = above * (v + alpha * log_pi.detach() - y).square()
+            squares = value_fit + (v.detach() + alpha * log_pi - y).square()
         loss = 0.5 * squares.sum(0).mean()
         stats = {"q": q.detach().mean(), **{k: v.mean() for k, v in target.items()}}
+        if self.log_prob_floor is not None and self.log_prob_floor_scope != "fit":
+            # how often the floor binds: the share of replay actions below it
+            stats["below_floor"] = (log_pi.detach() < self.log_prob_floor).to(y.dtype).mean()
         if self.log_alpha is not None:
             # for the temperature's step, which samples there outside the (possibly compiled) loss:
             # compiled code may reorder random draws, and the sample would differ from eager's

@@ -24,9 +24,10 @@ the couplings) or one per head (the couplings run on the batch repeated per head
 release evaluates its two heads on a doubled batch)."""
 
 
-FLOOR_SCOPES = ("fit", "value")
+FLOOR_SCOPES = ("fit", "value", "mask")
 """``algo.log_prob_floor_scope``: what the log-density floor applies to: the whole fit (its gradient
-reaches V only below the floor), or only what V learns (log pi keeps the true residual)."""
+reaches V only below the floor), only what V learns (log pi keeps the true residual), or V learns
+only from the replay actions at or above the floor (``mask``; log pi from all of them)."""
 
 SHIFT_SCALES = ("alpha", "reward")
 """``algo.shift_scale``: whether the reward-shifting heads are scaled by ``alpha`` with the rest of
