@@ -15,37 +15,30 @@ class ArgumentParser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def at_least(minimum: int):
-    """An argparse ``type`` for integers >= ``minimum`` whose error names the value and the range."""
+def _checked(convert, kind: str, ok, valid: str):
+    """An argparse ``type``: ``convert`` the text (an ``a``/``an`` ``kind``), then keep it if ``ok``;
+    each error names the value and ``valid``."""
 
-    def parse(text: str) -> int:
+    def parse(text: str):
         try:
-            value = int(text)
+            value = convert(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{text!r} is not an integer; valid: an integer >= {minimum}"
-            ) from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{value} is invalid; valid: an integer >= {minimum}")
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}; valid: {valid}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"{value} is invalid; valid: {valid}")
         return value
 
-    parse.__name__ = f"integer >= {minimum}"
+    parse.__name__ = valid
     return parse
+
+
+def at_least(minimum: int):
+    """An argparse ``type`` for integers >= ``minimum`` whose error names the value and the range."""
+    return _checked(int, "an integer", lambda v: v >= minimum, f"an integer >= {minimum}")
 
 
 def scale_in(low: float, high: float):
     """An argparse ``type`` for numbers in ``[low, high]`` whose error names the value and the range."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{text!r} is not a number; valid: a number in [{low}, {high}]"
-            ) from None
-        if not low <= value <= high:  # also refuses nan
-            raise argparse.ArgumentTypeError(f"{value} is invalid; valid: a number in [{low}, {high}]")
-        return value
-
-    parse.__name__ = f"number in [{low}, {high}]"
-    return parse
+    return _checked(
+        float, "a number", lambda v: low <= v <= high, f"a number in [{low}, {high}]"
+    )  # refuses nan
