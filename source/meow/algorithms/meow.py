@@ -205,6 +205,7 @@ class MEow:
             target = self.soft_target(batch)
         states = self.normalizer(obs[:, 0])
         y = target["target"]
+        stats = {}
         if self.log_prob_floor is None:
             q = self.policy.q_values(states, actions[:, 0])
             squares = (q - y).square()
@@ -218,17 +219,15 @@ class MEow:
             v, log_pi = self.policy.values_and_log_prob(states, actions[:, 0])
             alpha = self.policy.alpha
             q = v + alpha * log_pi
+            below = (log_pi.detach() < self.log_prob_floor).to(v.dtype)
+            stats["below_floor"] = below.mean()  # how often the floor binds
             if self.log_prob_floor_scope == "value":
                 value_fit = (v + alpha * torch.clamp(log_pi, min=self.log_prob_floor).detach() - y).square()
             else:  # mask: the actions below the floor teach V nothing
-                above = (log_pi.detach() >= self.log_prob_floor).to(v.dtype)
-                value_fit = above * (v + alpha * log_pi.detach() - y).square()
+                value_fit = (1.0 - below) * (v + alpha * log_pi.detach() - y).square()
             squares = value_fit + (v.detach() + alpha * log_pi - y).square()
         loss = 0.5 * squares.sum(0).mean()
-        stats = {"q": q.detach().mean(), **{k: v.mean() for k, v in target.items()}}
-        if self.log_prob_floor is not None and self.log_prob_floor_scope != "fit":
-            # how often the floor binds: the share of replay actions below it
-            stats["below_floor"] = (log_pi.detach() < self.log_prob_floor).to(y.dtype).mean()
+        stats.update(q=q.detach().mean(), **{k: v.mean() for k, v in target.items()})
         if self.log_alpha is not None:
             # for the temperature's step, which samples there outside the (possibly compiled) loss:
             # compiled code may reorder random draws, and the sample would differ from eager's
