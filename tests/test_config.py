@@ -11,7 +11,7 @@ import torch
 from omegaconf import OmegaConf
 from paper_settings import resolved, tasks
 
-from meow.config import ROOT, ConfigError, config_from_checkpoint, find_task, load_config, task_files
+from meow.config import ROOT, ConfigError, config_from_checkpoint, find_task, load_config, presets, task_files
 
 
 def test_precedence_defaults_task_command_line():
@@ -144,7 +144,7 @@ def test_a_checkpoint_config_from_before_matmul_precision_resumes_in_float32():
     assert config_from_checkpoint(saved).algo.matmul_precision == "float32"
 
 
-REMEDY_KEYS = {
+REMEDY_KEYS = {  # the paper's values
     "shift_scale": "alpha",
     "coupling_shift_bound": 0.0,
     "head_norm": "none",
@@ -158,9 +158,15 @@ REMEDY_KEYS = {
 }
 
 
-def test_the_divergence_remedies_are_off_by_default_as_the_paper():
-    algo = load_config("Walker2d-v5").algo
-    assert {k: algo[k] for k in REMEDY_KEYS} == REMEDY_KEYS
+@pytest.mark.parametrize("task", tasks())
+def test_the_default_remedy_is_the_floor_scoped_to_v_and_the_others_are_off(task):
+    """The measurements picked one remedy (docs/RESULTS.md, "Stable MEow"): every task gets the
+    -5 nats per dimension floor on what V learns; the rest stay at the paper's values."""
+    algo = load_config(task).algo
+    chosen = {"log_prob_floor": -5.0, "log_prob_floor_scope": "value"}
+    assert {k: algo[k] for k in REMEDY_KEYS} == {**REMEDY_KEYS, **chosen}
+    paper = load_config(task, ["algo.preset=paper"]).algo
+    assert {k: paper[k] for k in REMEDY_KEYS} == REMEDY_KEYS
 
 
 def test_a_checkpoint_config_from_before_the_remedies_resumes_with_them_off():
@@ -203,6 +209,27 @@ def test_the_preset_wins_over_the_task_file(tmp_path):
     assert plain.head_norm == "layer" and plain.log_prob_floor == -3.0
     paper = load_config("Hopper-v5", ["algo.preset=paper"], root=tmp_path).algo
     assert paper.head_norm == "none" and paper.log_prob_floor is None and paper.alpha == 0.25
+
+
+def test_a_presets_task_section_applies_to_that_task_only(tmp_path):
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    shutil.copytree(ROOT / "tasks", tmp_path / "tasks")
+    preset = OmegaConf.load(tmp_path / "config" / "presets" / "paper.yaml")
+    preset.tasks = {"Hopper-v5": {"algo": {"log_sigma_max": 1.5}}}
+    OmegaConf.save(preset, tmp_path / "config" / "presets" / "paper.yaml")
+    hopper = load_config("Hopper-v5", ["algo.preset=paper"], root=tmp_path).algo
+    walker = load_config("Walker2d-v5", ["algo.preset=paper"], root=tmp_path).algo
+    assert hopper.log_sigma_max == 1.5 and walker.log_sigma_max == -0.3  # walker2d.yaml's
+    assert hopper.log_prob_floor is None  # the rest of the preset still applies
+    again = load_config("Hopper-v5", ["algo.preset=paper", "algo.log_sigma_max=0.5"], root=tmp_path)
+    assert again.algo.log_sigma_max == 0.5  # the command line still wins
+
+
+@pytest.mark.parametrize("name", [p for p in presets() if p != "none"])
+def test_every_task_a_preset_names_is_a_known_task(name):
+    preset = OmegaConf.load(ROOT / "config" / "presets" / f"{name}.yaml")
+    for task in preset.get("tasks", {}):
+        assert find_task(str(task)).is_file()  # an unknown id raises a ConfigError
 
 
 def test_an_unknown_preset_is_a_one_line_error():

@@ -224,13 +224,21 @@ def presets(root: Path = ROOT) -> list[str]:
 
 def _apply_preset(cfg: DictConfig, ours: list[str], root: Path) -> DictConfig:
     """``cfg`` with ``config/presets/<algo.preset>.yaml`` merged in, and ``ours`` applied again after
-    it: defaults < task file < preset < command line."""
+    it: defaults < task file < preset < command line. The preset's ``tasks.<task id>`` section, if
+    any, is merged only into the config of the task with that id or alias (where a task file departs
+    from the preset)."""
     name = cfg.algo.preset
     if name == "none":
         return cfg
     _check(name in presets(root), "algo.preset", name, " | ".join(presets(root)))
     path = root / "config" / "presets" / f"{name}.yaml"
-    cfg = _merge(cfg, OmegaConf.load(path), str(path))
+    preset = OmegaConf.load(path)
+    per_task = preset.pop("tasks", None) or {}  # a task file's own values, by task id
+    cfg = _merge(cfg, preset, str(path))
+    names = {cfg.env.id, *cfg.env.aliases}
+    for task, values in per_task.items():
+        if task in names:
+            cfg = _merge(cfg, values, f"{path} (tasks.{task})")
     return _apply_overrides(cfg, ours, frozen=("task", "env.id", "env.kind"))
 
 
