@@ -233,7 +233,7 @@ def _apply_preset(cfg: DictConfig, ours: list[str], root: Path) -> DictConfig:
     _check(name in presets(root), "algo.preset", name, " | ".join(presets(root)))
     path = root / "config" / "presets" / f"{name}.yaml"
     preset = OmegaConf.load(path)
-    per_task = preset.pop("tasks", None) or {}  # a task file's own values, by task id
+    per_task = preset.pop("tasks", None) or {}  # the preset's values for one task, by id
     cfg = _merge(cfg, preset, str(path))
     names = {cfg.env.id, *cfg.env.aliases}
     for task, values in per_task.items():
