@@ -5,6 +5,7 @@
     python benchmarks/benchmark_throughput.py --compile --repeats 1 --out bench.json
     python benchmarks/benchmark_throughput.py --compile algo.q_dropout=shared      # MEow config overrides
     python benchmarks/benchmark_throughput.py --compile --flops     # and each step's matrix-product floor
+    python benchmarks/benchmark_throughput.py --compile --against algo.preset=paper   # A/B in one run
 
 Both contenders run one environment and one gradient update of batch 256 per env step,
 on the config's device, with the same torch thread count, in this one process. Each first
@@ -14,8 +15,11 @@ timed part only. MEow runs the paper architecture (config/meow.yaml + tasks/) th
 real OffPolicyRunner; SAC runs SB3's defaults ([256, 256] nets, automatic entropy
 coefficient) with buffer 1e6, train_freq 1, gradient_steps 1 and learning_starts = --warmup.
 The contenders alternate (order reversed every other round) for --repeats rounds.
-With --flops the script then counts the matrix-product FLOPs of one learning step of each
-(one update and one sampled action, eager, torch.utils.flop_counter), times this core's
+With --against KEY=VALUE (repeatable) a further MEow contender runs the same loop with those
+overrides on top of the others (compiled when --compile is given), in the same rounds: an A/B of
+two MEow configurations against one SAC baseline measured in the same run, with the ratio of the
+MEow under test to it. With --flops the script then counts the matrix-product FLOPs of one
+learning step of each (one update and one sampled action, eager, torch.utils.flop_counter), times this core's
 256x256x256 single-precision matrix product, and prints each contender's floor: the time its
 matrix products alone would take at that rate, beside its measured time per step.
 SB3 is an optional dependency: pip install stable-baselines3 (or the `baselines` extra).
@@ -39,6 +43,7 @@ import torch
 from meow.utils.cli import ArgumentParser, at_least
 
 MEOW, MEOW_COMPILED, SB3 = "MEow (ours)", "MEow (ours, compiled)", "SB3 SAC"
+AGAINST = "MEow (--against)"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -58,6 +63,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--repeats", type=at_least(1), default=1, help="rounds of alternating measurements")
     parser.add_argument("--compile", action="store_true", help="also time MEow with algo.capture=compile")
+    parser.add_argument(
+        "--against",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="time a further MEow contender with these overrides on top (repeatable; the A/B baseline)",
+    )
     parser.add_argument(
         "--flops", action="store_true", help="also count each step's matrix-product FLOPs and floor"
     )
@@ -102,7 +114,9 @@ def measure(
     return {"sps": steps / (t2 - t1), "updates_per_step": updates / steps, "untimed_s": t1 - t0}
 
 
-def meow_overrides(args: argparse.Namespace, capture: str, warmup: int, total: int) -> list[str]:
+def meow_overrides(
+    args: argparse.Namespace, capture: str, warmup: int, total: int, extra: list[str] = ()
+) -> list[str]:
     """Pinned to the comparable setup; the architecture stays the config's (the paper's)."""
     return [
         f"torch_threads={args.threads}",
@@ -111,16 +125,17 @@ def meow_overrides(args: argparse.Namespace, capture: str, warmup: int, total: i
         f"runner.warmup_steps={warmup}",
         f"runner.total_steps={total}",
         *args.overrides,
+        *extra,
     ]
 
 
-def meow_runner(args: argparse.Namespace, capture: str, warmup: int, total: int):
+def meow_runner(args: argparse.Namespace, capture: str, warmup: int, total: int, extra: list[str] = ()):
     """Our OffPolicyRunner in the comparable setup, and its env (the caller closes it)."""
     from meow.config import load_config
     from meow.envs import make_env
     from meow.runners import OffPolicyRunner
 
-    cfg = load_config(args.task, meow_overrides(args, capture, warmup, total))
+    cfg = load_config(args.task, meow_overrides(args, capture, warmup, total, extra))
     env = make_env(cfg.env.kind, cfg.env.id, cfg.env.num_envs, cfg.device, cfg.env.kwargs)
     return OffPolicyRunner(cfg, env, eval_env=None, log_dir=None), env
 
@@ -149,10 +164,10 @@ def sb3_sac(args: argparse.Namespace, learning_starts: int):
     return model, env
 
 
-def time_meow(args: argparse.Namespace, compile: bool) -> dict[str, float]:
+def time_meow(args: argparse.Namespace, compile: bool, extra: list[str] = ()) -> dict[str, float]:
     """One measurement of our OffPolicyRunner: env-steps/s, updates per step, untimed seconds."""
     untimed = args.warmup + args.burnin
-    runner, env = meow_runner(args, "compile" if compile else "none", args.warmup, untimed)
+    runner, env = meow_runner(args, "compile" if compile else "none", args.warmup, untimed, extra)
     cfg = runner.cfg
 
     def timed() -> None:
@@ -230,6 +245,8 @@ def floors(counts: dict[str, dict[str, float]], gflops: float, results: dict[str
     """Each contender's matrix-product floor per step beside its measured time per step."""
     table = {}
     for name, res in results.items():
+        if name == AGAINST:  # its overrides may change the products: not counted
+            continue
         count = counts[SB3 if name == SB3 else MEOW]  # compiling changes no FLOP
         step = count["update"] + count["act"]
         floor_ms = step / gflops / 1e6
@@ -259,6 +276,7 @@ def print_floors(gflops: float, table: dict) -> None:
 def summarize(runs: dict[str, list[dict[str, float]]]) -> dict[str, dict]:
     """Median, min and max env-steps/s of each contender, and its ratio to SB3 SAC's."""
     base = statistics.median(run["sps"] for run in runs[SB3])
+    against = statistics.median(run["sps"] for run in runs[AGAINST]) if AGAINST in runs else None
     results = {}
     for name, rs in runs.items():
         sps = [run["sps"] for run in rs]
@@ -269,6 +287,16 @@ def summarize(runs: dict[str, list[dict[str, float]]]) -> dict[str, dict]:
             "max": max(sps),
             "ratio_vs_sb3": statistics.median(sps) / base,
             "ratio_vs_sb3_per_repeat": [s / run["sps"] for s, run in zip(sps, runs[SB3], strict=True)],
+            **(
+                {
+                    "ratio_vs_against": statistics.median(sps) / against,
+                    "ratio_vs_against_per_repeat": [
+                        s / run["sps"] for s, run in zip(sps, runs[AGAINST], strict=True)
+                    ],
+                }
+                if against
+                else {}
+            ),
             "updates_per_step": [run["updates_per_step"] for run in rs],
             "untimed_s": [run["untimed_s"] for run in rs],
         }
@@ -288,6 +316,12 @@ def print_table(info: dict, results: dict[str, dict]) -> None:
             f"{res['ratio_vs_sb3']:.2f}x ({per})"
         )
     print("(env-steps/s of the timed learning steps; ratio = median / SB3 SAC's median)")
+    if AGAINST in results:
+        print(f"A/B against {AGAINST} ({' '.join(info['against'])}), measured in the same rounds:")
+        for name, res in results.items():
+            if name not in (SB3, AGAINST):
+                per = ", ".join(f"{x:.2f}" for x in res["ratio_vs_against_per_repeat"])
+                print(f"{name:<24}{res['ratio_vs_against']:>10.2f}x ({per})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -295,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     from meow.config import ConfigError, load_config
 
     try:
-        if load_config(args.task, args.overrides).env.kind != "gymnasium":
+        if load_config(args.task, [*args.overrides, *args.against]).env.kind != "gymnasium":
             raise ConfigError(
                 f"--task {args.task} is invalid; valid: a Gymnasium task (SB3 SAC runs on those)"
             )
@@ -315,7 +349,9 @@ def main(argv: list[str] | None = None) -> int:
     contenders = {MEOW: lambda: time_meow(args, False), SB3: lambda: time_sb3(args)}
     if args.compile:
         contenders[MEOW_COMPILED] = lambda: time_meow(args, True)
-    keys = ("task", "steps", "warmup", "burnin", "repeats", "threads", "overrides")
+    if args.against:
+        contenders[AGAINST] = lambda: time_meow(args, args.compile, args.against)
+    keys = ("task", "steps", "warmup", "burnin", "repeats", "threads", "overrides", "against")
     info = {k: getattr(args, k) for k in keys}
     info |= {
         "torch": torch.__version__,

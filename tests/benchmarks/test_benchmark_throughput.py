@@ -48,6 +48,35 @@ def test_tiny_run_reports_both_contenders_and_their_ratio(bench, tmp_path, capsy
     assert bench.MEOW in printed and bench.SB3 in printed and f"{ratio:.2f}x" in printed
 
 
+def test_against_times_a_second_meow_config_in_the_same_rounds(bench, tmp_path, capsys):
+    pytest.importorskip("stable_baselines3")
+    pytest.importorskip("mujoco")
+    out = tmp_path / "bench.json"
+    argv = ["--task", "Hopper-v5", "--steps", "30", "--warmup", "300", "--burnin", "5", "--threads", "1"]
+    # Applied after the pinned comparable setup: two updates per step show that they reached the runner.
+    argv += ["--against", "algo.updates_per_step=2", "--against", "algo.q_dropout=shared"]
+    assert bench.main([*argv, "--repeats", "2", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["against"] == ["algo.updates_per_step=2", "algo.q_dropout=shared"]
+    res = data["results"]
+    assert set(res) == {bench.MEOW, bench.SB3, bench.AGAINST}
+    assert res[bench.AGAINST]["updates_per_step"] == [2.0, 2.0]
+    assert res[bench.MEOW]["updates_per_step"] == [1.0, 1.0]
+    meow, against = res[bench.MEOW], res[bench.AGAINST]
+    assert meow["ratio_vs_against"] == pytest.approx(meow["median"] / against["median"], rel=1e-12)
+    per = [m / a for m, a in zip(meow["sps"], against["sps"], strict=True)]
+    assert meow["ratio_vs_against_per_repeat"] == pytest.approx(per, rel=1e-12)
+    assert against["ratio_vs_against"] == 1.0
+    printed = capsys.readouterr().out
+    assert "A/B against" in printed and f"{meow['ratio_vs_against']:.2f}x" in printed
+
+
+def test_a_bad_against_override_is_a_one_line_error(bench, capsys):
+    assert bench.main(["--steps", "1", "--against", "algo.q_dropout=twice"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: algo.q_dropout=twice is invalid; valid: shared | per_head"
+
+
 def shift_heads_flops(batch: int, obs_dim: int, hidden: list[int], heads: int) -> int:
     """FLOPs of the reward-shifting heads in one update: online forward and backward, target forward."""
     sizes = [obs_dim, *hidden, 1]
