@@ -28,12 +28,13 @@ def test_precedence_defaults_task_command_line():
         ("Hopper-v5", 0.005, 0.25, 5000, (-5.0, -0.3)),
         ("HalfCheetah-v5", 0.003, 0.25, 10000, (-5.0, 2.0)),
         ("Walker2d-v5", 0.005, 0.1, 10000, (-5.0, -0.3)),
-        ("Ant-v5", 0.0001, 0.05, 5000, (-5.0, -0.3)),
+        ("Ant-v5", 0.0001, 0.025, 5000, (-5.0, -0.3)),  # the paper's 0.05 under algo.preset=paper
         ("Humanoid-v5", 0.0005, 0.125, 5000, (-5.0, -0.3)),
     ],
 )
 def test_published_mujoco_settings(task, tau, alpha, warmup, sigma):
-    """The task files carry the paper's per-task settings (ALGORITHM.md section 6)."""
+    """The task files carry the paper's per-task settings (ALGORITHM.md section 6), but where they
+    name a departure (the preset's task sections restore the paper's value)."""
     cfg = load_config(task)
     assert (cfg.algo.tau, cfg.algo.alpha, cfg.runner.warmup_steps) == (tau, alpha, warmup)
     assert (cfg.algo.log_sigma_min, cfg.algo.log_sigma_max) == sigma
@@ -223,6 +224,37 @@ def test_a_presets_task_section_applies_to_that_task_only(tmp_path):
     assert hopper.log_prob_floor is None  # the rest of the preset still applies
     again = load_config("Hopper-v5", ["algo.preset=paper", "algo.log_sigma_max=0.5"], root=tmp_path)
     assert again.algo.log_sigma_max == 0.5  # the command line still wins
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out |= _flat(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+@pytest.mark.parametrize("task", tasks())
+def test_a_task_departs_from_the_paper_only_where_the_paper_preset_names_it(task):
+    """Every difference between a task's defaults and its ``algo.preset=paper`` settings is a
+    remedy of config/meow.yaml or a key of the preset's section for that task: a task file cannot
+    drift from the paper without the preset restoring it."""
+    ours, paper = _flat(resolved(task)), _flat(resolved(task, ["algo.preset=paper"]))
+    assert set(ours) == set(paper)
+    differ = {key for key in ours if ours[key] != paper[key]}
+    sections = OmegaConf.to_container(OmegaConf.load(ROOT / "config" / "presets" / "paper.yaml").tasks)
+    named = {
+        f"{part}.{key}"
+        for tid, section in sections.items()
+        if find_task(tid) == find_task(task)
+        for part, keys in section.items()
+        for key in keys
+    }
+    assert differ - {f"algo.{key}" for key in REMEDY_KEYS} == named
+    # and each named key is a real departure: the preset changes it
+    assert named <= differ
 
 
 @pytest.mark.parametrize("name", [p for p in presets() if p != "none"])

@@ -13,12 +13,17 @@ from omegaconf import OmegaConf
 from meow.config import load_config
 from meow_isaac.learner_settings import isaac_learner_settings
 
+# Isaac-Ant's task file draws 4x the rule's updates (docs/RESULTS.md, Isaac Lab); the preset restores it.
+UPDATES_FACTOR = {"Isaac-Ant": 4}
 
+
+@pytest.mark.parametrize("task", ["Isaac-Ant", "Isaac-Humanoid"])
 @pytest.mark.parametrize("num_envs", [1, 64, 128, 512])
-def test_isaac_tasks_keep_the_papers_rule_at_the_published_env_counts(num_envs):
-    cfg = load_config("Isaac-Ant", [f"env.num_envs={num_envs}", "device=cpu"])
-    assert cfg.algo.batch_size == min(131072 // num_envs, 4096)
-    assert cfg.algo.updates_per_step == 1 and cfg.buffer.capacity == 15000 * num_envs
+def test_isaac_tasks_keep_the_papers_rule_at_the_published_env_counts(task, num_envs):
+    for preset, factor in (("none", UPDATES_FACTOR.get(task, 1)), ("paper", 1)):
+        cfg = load_config(task, [f"env.num_envs={num_envs}", "device=cpu", f"algo.preset={preset}"])
+        assert cfg.algo.batch_size == min(131072 // num_envs, 4096)
+        assert cfg.algo.updates_per_step == factor and cfg.buffer.capacity == 15000 * num_envs
 
 
 @pytest.mark.parametrize(
@@ -31,7 +36,8 @@ def test_isaac_large_env_settings_feed_the_learner_and_fit_a_24gb_gpu(task, num_
     cfg = load_config(task, [f"env.num_envs={num_envs}", "device=cpu"])
     a = cfg.algo
     drawn = a.batch_size * a.updates_per_step
-    assert drawn >= 8192 and drawn == 8 * num_envs  # 8 samples per env step, the paper's ratio at 128 envs
+    # 8 samples per env step, the paper's ratio at 128 envs (times the task's factor)
+    assert drawn >= 8192 and drawn == 8 * UPDATES_FACTOR.get(task, 1) * num_envs
     assert a.batch_size <= 16384
     replay = ReplayBuffer.nbytes_for(cfg.buffer.capacity, cfg.env.obs_dim, cfg.env.action_dim)
     assert replay <= 8 * 2**30 and cfg.buffer.capacity <= 15000 * num_envs
