@@ -274,32 +274,19 @@ def print_floors(gflops: float, table: dict) -> None:
 
 
 def summarize(runs: dict[str, list[dict[str, float]]]) -> dict[str, dict]:
-    """Median, min and max env-steps/s of each contender, and its ratio to SB3 SAC's."""
-    base = statistics.median(run["sps"] for run in runs[SB3])
-    against = statistics.median(run["sps"] for run in runs[AGAINST]) if AGAINST in runs else None
+    """Median, min and max env-steps/s of each contender, and its ratio to SB3 SAC's (and to the
+    --against contender's, when there is one): of the medians and per repeat."""
+    bases = {"sb3": runs[SB3], **({"against": runs[AGAINST]} if AGAINST in runs else {})}
     results = {}
     for name, rs in runs.items():
         sps = [run["sps"] for run in rs]
-        results[name] = {
-            "sps": sps,
-            "median": statistics.median(sps),
-            "min": min(sps),
-            "max": max(sps),
-            "ratio_vs_sb3": statistics.median(sps) / base,
-            "ratio_vs_sb3_per_repeat": [s / run["sps"] for s, run in zip(sps, runs[SB3], strict=True)],
-            **(
-                {
-                    "ratio_vs_against": statistics.median(sps) / against,
-                    "ratio_vs_against_per_repeat": [
-                        s / run["sps"] for s, run in zip(sps, runs[AGAINST], strict=True)
-                    ],
-                }
-                if against
-                else {}
-            ),
-            "updates_per_step": [run["updates_per_step"] for run in rs],
-            "untimed_s": [run["untimed_s"] for run in rs],
-        }
+        results[name] = {"sps": sps, "median": statistics.median(sps), "min": min(sps), "max": max(sps)}
+        for key, base in bases.items():
+            base_sps = [run["sps"] for run in base]
+            results[name][f"ratio_vs_{key}"] = statistics.median(sps) / statistics.median(base_sps)
+            results[name][f"ratio_vs_{key}_per_repeat"] = [a / b for a, b in zip(sps, base_sps, strict=True)]
+        results[name]["updates_per_step"] = [run["updates_per_step"] for run in rs]
+        results[name]["untimed_s"] = [run["untimed_s"] for run in rs]
     return results
 
 
