@@ -13,17 +13,23 @@ from omegaconf import OmegaConf
 from meow.config import load_config
 from meow_isaac.learner_settings import isaac_learner_settings
 
-# Isaac-Ant's task file draws 4x the rule's updates (docs/RESULTS.md, Isaac Lab); the preset restores it.
+# Isaac-Ant's task file draws 4x the rule's updates and uses 3-step targets (docs/RESULTS.md, Isaac
+# Lab); the preset restores both.
 UPDATES_FACTOR = {"Isaac-Ant": 4}
+N_STEP = {"Isaac-Ant": 3}
 
 
 @pytest.mark.parametrize("task", ["Isaac-Ant", "Isaac-Humanoid"])
 @pytest.mark.parametrize("num_envs", [1, 64, 128, 512])
 def test_isaac_tasks_keep_the_papers_rule_at_the_published_env_counts(task, num_envs):
-    for preset, factor in (("none", UPDATES_FACTOR.get(task, 1)), ("paper", 1)):
+    for preset, factor, n_step in (
+        ("none", UPDATES_FACTOR.get(task, 1), N_STEP.get(task, 1)),
+        ("paper", 1, 1),
+    ):
         cfg = load_config(task, [f"env.num_envs={num_envs}", "device=cpu", f"algo.preset={preset}"])
         assert cfg.algo.batch_size == min(131072 // num_envs, 4096)
         assert cfg.algo.updates_per_step == factor and cfg.buffer.capacity == 15000 * num_envs
+        assert cfg.algo.n_step == n_step
 
 
 @pytest.mark.parametrize(
