@@ -4,15 +4,18 @@
 seeded replay buffer and returns digests of everything the update touches: the online and
 target parameters, Adam's moments and the actions ``act`` draws afterwards. The digests of the
 learner as it was before the learner was split into the loss and its capture wrapper (commit
-29e6591) are stored in ``data/pin_29e6591.json``; ``python tests/algorithms/pin_scenario.py``
-prints today's.
+29e6591) are stored in ``data/pin_29e6591.json``, one recording per machine kind;
+``python tests/algorithms/pin_scenario.py`` prints today's as one such recording (run it with
+that commit's ``source`` first on ``PYTHONPATH`` to record the pinned learner on a new machine).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import platform
 import sys
+from pathlib import Path
 
 import torch
 
@@ -66,6 +69,23 @@ def run(capture: str, n_step: int) -> dict[str, object]:
     }
 
 
+def machine() -> dict[str, str | None]:
+    """What the digests depend on: the torch build, the CPU's vector instructions and its maker."""
+    info = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    return {
+        "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_vendor": info.get("vendor_id") or platform.processor() or None,
+        "cpu_model": info.get("model name"),
+    }
+
+
 def cases() -> dict[str, dict[str, object]]:
     """Every pinned case: eager and compiled, one-step and 3-step targets."""
     torch.set_num_threads(1)
@@ -73,10 +93,6 @@ def cases() -> dict[str, dict[str, object]]:
 
 
 if __name__ == "__main__":
-    result = {
-        "torch": torch.__version__,
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "cases": cases(),
-    }
+    result = {**machine(), "cases": cases()}
     json.dump(result, sys.stdout, indent=1)
     print()

@@ -234,7 +234,12 @@ def test_compiled_learners_of_one_process_keep_their_own_settings():
                     (torch.cat([p.reshape(-1) for p in alg.policy.parameters()]), sampled, alg.act(obs, True))
                 )
             (eager, compiled) = steps
-            for e, c in zip(eager, compiled, strict=True):
+            # Adam's first steps move each parameter by about lr whatever its gradient's size, so a
+            # gradient near zero whose sign the compiled kernels' rounding flips moves one parameter
+            # by up to 2 lr (seen on an Intel AVX-512 CPU: 1 of 160,908 off by 8e-5). Settings that
+            # differ move over 60,000 of them by more than 1e-4: a handful of outliers cannot hide one.
+            assert ((eager[0] - compiled[0]).abs() > 1e-5).sum() <= 16
+            for e, c in zip(eager[1:], compiled[1:], strict=True):
                 assert torch.allclose(e, c, atol=1e-5)
             assert not torch.allclose(compiled[1], compiled[2])  # sampled, not the mode
             results.append(compiled[0])
