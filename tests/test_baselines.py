@@ -3,6 +3,7 @@ wall-clock budget of the baselines."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -215,3 +216,23 @@ def test_a_library_run_that_ends_before_its_deadline_keeps_its_exit_status(tmp_p
 
     assert run_within([sys.executable, "-c", "raise SystemExit(4)"], tmp_path, deadline=None) == (4, False)
     assert run_within([sys.executable, "-c", "pass"], tmp_path, deadline=1e12) == (0, False)
+
+
+def test_the_library_process_runs_torch_on_the_runs_thread_count(tmp_path, monkeypatch):
+    """``torch_threads`` reaches the library's process, whose torch would otherwise take a thread
+    per core (2 on CI's machine) and spin against a run beside it."""
+    from meow_isaac.baselines import library_env, run_within
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    probe = "import pathlib, torch; pathlib.Path('threads').write_text(str(torch.get_num_threads()))"
+    assert run_within([sys.executable, "-c", probe], tmp_path, None, env=library_env(1)) == (0, False)
+    assert (tmp_path / "threads").read_text() == "1"
+
+
+def test_a_thread_count_of_zero_leaves_the_library_process_environment_as_it_is(monkeypatch):
+    from meow_isaac.baselines import library_env
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    env = library_env(0)
+    assert env == dict(os.environ) and env["OMP_NUM_THREADS"] == "7" and "MKL_NUM_THREADS" not in env

@@ -18,7 +18,8 @@ train, compare = load_script("train"), load_script("compare")
 @pytest.fixture(scope="module")
 def baseline_runs(tmp_path_factory):
 
-    logs = tmp_path_factory.mktemp("baselines") / "logs"
+    # a log folder whose parent does not exist yet: the library's working folder is made for it
+    logs = tmp_path_factory.mktemp("baselines") / "not_yet" / "logs"
     common = ["--task", "Isaac-Ant-v0", "--num_envs", "8", "--device", "cpu", "env.episode_length_s=0.5"]
     common += [f"runner.log_dir={logs}"]
     assert train.main([*common, "--algo", "ppo", "--max_iterations", "3"]) == 0
