@@ -93,7 +93,7 @@ def library_env(torch_threads: int) -> dict[str, str]:
     """The environment of the library's process: ``torch_threads`` (> 0) as its thread count.
 
     The library's process sets no threads of its own, so torch and OpenMP take one per core; two
-    such runs side by side then spin against each other (rsl_rl's learning phase went from 0.2 s
+    such runs side by side then spin against each other (rsl_rl's learning phase went from 0.3 s
     to 10 s per iteration on 2 cores). ``0`` keeps the inherited environment."""
     env = dict(os.environ)
     if torch_threads > 0:
