@@ -14,7 +14,7 @@ machine disturb less). The update is split into sampling the batch, the loss's f
 which the target), backward, and the optimizer part (zeroing, clip, Adam, Polyak); the target is
 timed again apart (not counted in the step).
 
-Vectorized tasks (kind isaaclab): the OffPolicyRunner's own loop runs at the task file's settings
+Other kinds (Isaac Lab tasks, MultiGoal): the OffPolicyRunner's own loop runs at the task file's settings
 (with the key=value overrides, and --num_envs), its phases timed where the runner calls them:
 action, simulator step, observation statistics, storing, the step's updates (algo.updates_per_step
 of algo.batch_size), and the rest (episode bookkeeping, logging). The task file's warm-up of random

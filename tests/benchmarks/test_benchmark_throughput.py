@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 import math
 import sys
-from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "benchmark_throughput.py"
+from script_loader import load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("benchmark_throughput", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmark_throughput")
 
 
 def test_tiny_run_reports_both_contenders_and_their_ratio(bench, tmp_path, capsys):

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "profile_loop.py"
+from script_loader import load_script
 
 
 def test_isaac_ant_phases_updates_and_rates_agree(tmp_path, capsys):
     from meow.config import load_config
 
-    spec = importlib.util.spec_from_file_location("profile_loop", SCRIPT)
-    prof = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(prof)
+    prof = load_script("profile_loop")
     out = tmp_path / "p.json"
     argv = ["--task", "Isaac-Ant", "--num_envs", "4", "--steps", "6", "--burnin", "1", "--profile_steps", "2"]
     argv += ["--capture", "none", "--out", str(out), "algo.batch_size=64", "algo.shift_hidden=[32,32]"]
