@@ -4,6 +4,8 @@
     python scripts/compare.py "MEow=logs/meow/Hopper-v5/*" "no LRS=logs/ablation/Hopper-v5/*" --out hopper.png
     python scripts/compare.py "MEow=logs/meow/Isaac-Ant/*" --tag charts/episodic_return
     python scripts/compare.py logs/meow/Hopper-v5/* --tag eval/stochastic_return_mean   # as the paper
+    python scripts/compare.py "MEow=logs/meow/Isaac-Ant/*" "PPO=logs/rsl_rl/ant/*" \
+        --at_steps 1e6 2e6 --at_minutes 10 20 39 --last_steps 128000            # also a table
 
 Each positional argument is ``[LABEL=]PATTERN``: a run directory, or a glob of run directories
 (the seeds of one method); a run directory is any folder that holds TensorBoard event files,
@@ -20,6 +22,9 @@ the next one resumed from (work redone after a kill) are dropped, and the pause 
 and its resume is cut out of the wall-clock axis.
 Curves of one label are interpolated onto a common grid up to the shortest run; the band is a
 confidence interval of the mean over seeds (Student t; none for a single seed).
+``--at_steps``, ``--at_minutes`` and ``--last_steps`` also print, per label, the value at given
+env steps and minutes (read off the interpolated curves) and the mean over each run's last N env
+steps, as mean ± sd over its runs with each run's value.
 """
 
 from __future__ import annotations
@@ -28,8 +33,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from meow.utils.cli import ArgumentParser, at_least
-from meow.utils.curves import DEFAULT_TAGS, Curve, plot, read_curve, run_dirs
+from meow.utils.cli import ArgumentParser, at_least, positive_number
+from meow.utils.curves import DEFAULT_TAGS, Curve, plot, read_curve, run_dirs, summary_lines
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -46,6 +51,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--confidence", type=float, default=0.95, help="confidence level of the band")
     parser.add_argument("--points", type=at_least(2), default=200, help="grid points per curve")
     parser.add_argument("--title", help="figure title")
+    parser.add_argument(
+        "--at_steps",
+        nargs="+",
+        type=positive_number,
+        default=[],
+        metavar="N",
+        help="also print each label's value at these env steps (e.g. 1e6 2e6): mean ± sd over its runs",
+    )
+    parser.add_argument(
+        "--at_minutes",
+        nargs="+",
+        type=positive_number,
+        default=[],
+        metavar="M",
+        help="also print each label's value at these minutes of wall-clock time (e.g. 10 20 39)",
+    )
+    parser.add_argument(
+        "--last_steps",
+        type=positive_number,
+        metavar="N",
+        help="also print each label's mean over each run's last N env steps (e.g. 128000), a final "
+        "figure less noisy than the last logged point",
+    )
     args = parser.parse_args(argv)
     if not 0 < args.confidence < 1:
         parser.error(f"--confidence {args.confidence} is invalid; valid: a number in (0, 1)")
@@ -75,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     plot(groups, Path(args.out), args.confidence, args.points, args.title)
+    for line in summary_lines(groups, args.at_steps, args.at_minutes, args.last_steps):
+        print(f"[compare] {line}")
     return 0
 
 

@@ -42,3 +42,7 @@ def scale_in(low: float, high: float):
     return _checked(
         float, "a number", lambda v: low <= v <= high, f"a number in [{low}, {high}]"
     )  # refuses nan
+
+
+positive_number = _checked(float, "a number", lambda v: 0 < v < float("inf"), "a finite number > 0")
+"""An argparse ``type`` for finite numbers > 0 (``1e6`` and ``128000`` alike); refuses nan."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -131,6 +132,67 @@ def band(curves: list[Curve], x: str, points: int, confidence: float):
 
     t = stats.t.ppf(0.5 + confidence / 2, df=n - 1)
     return grid, mean, t * ys.std(axis=0, ddof=1) / math.sqrt(n)
+
+
+def value_at(curve: Curve, x: float, axis: str) -> float | None:
+    """``curve``'s value at ``x`` along ``axis`` (steps|seconds), interpolated as the plotted curve
+    is; ``None`` where ``x`` lies outside the run's logged range."""
+    import numpy as np
+
+    xs = getattr(curve, axis)
+    if not xs[0] <= x <= xs[-1]:
+        return None
+    return float(np.interp(x, xs, curve.values))
+
+
+def tail_mean(curve: Curve, steps: float) -> float:
+    """Mean of the values logged over the run's last ``steps`` env steps (after its last step minus
+    ``steps``): a final figure less noisy than the last logged point."""
+    start = curve.steps[-1] - steps
+    tail = [v for s, v in zip(curve.steps, curve.values, strict=True) if s > start]
+    return sum(tail) / len(tail)
+
+
+def _count(x: float) -> str:
+    """``2000000`` -> ``2M``, ``128000`` -> ``128k``, ``1500`` -> ``1.5k``."""
+    for size, suffix in ((1e6, "M"), (1e3, "k")):
+        if x >= size:
+            return f"{x / size:.4g}{suffix}"
+    return f"{x:.4g}"
+
+
+def summary_lines(
+    groups: dict[str, list[Curve]],
+    at_steps: Sequence[float] = (),
+    at_minutes: Sequence[float] = (),
+    last_steps: float | None = None,
+) -> list[str]:
+    """One line per label and figure asked for: the value at each env-step count and each minute
+    of wall-clock time (interpolated; runs that did not get there are left out and shown as ``-``),
+    and the mean over each run's last ``last_steps`` env steps; each as mean ± sample standard
+    deviation over the runs, then the runs' own values."""
+    figures = [(f"at {_count(x)} env steps", lambda c, x=x: value_at(c, x, "steps")) for x in at_steps]
+    figures += [(f"at {m:g} min", lambda c, m=m: value_at(c, 60.0 * m, "seconds")) for m in at_minutes]
+    if last_steps is not None:
+        name = f"mean over the last {_count(last_steps)} env steps"
+        figures.append((name, lambda c: tail_mean(c, last_steps)))
+    lines = []
+    for label, curves in groups.items():
+        for name, figure in figures:
+            values = [figure(c) for c in curves]
+            got = [v for v in values if v is not None]
+            runs = ", ".join("-" if v is None else f"{v:.1f}" for v in values)
+            if not got:
+                lines.append(f"{label}: {name}: no run got there (per run: {runs})")
+                continue
+            mean = sum(got) / len(got)
+            if len(got) == 1:
+                lines.append(f"{label}: {name}: {mean:.1f} (one run; per run: {runs})")
+                continue
+            sd = math.sqrt(sum((v - mean) ** 2 for v in got) / (len(got) - 1))
+            spread = f"mean ± sd over {len(got)} runs; per run: {runs}"
+            lines.append(f"{label}: {name}: {mean:.1f} ± {sd:.1f} ({spread})")
+    return lines
 
 
 def plot(
