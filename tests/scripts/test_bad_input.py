@@ -267,6 +267,8 @@ CASES = [
     ("compare", ["x", "--confidence", "high"], "argument --confidence: invalid float value: 'high'"),
     ("compare", ["x", "--points", "1"], "argument --points: 1 is invalid; valid: an integer >= 2"),
     ("compare", ["x", "--out", "plot.pdf"], "--out plot.pdf is invalid; valid: a path ending in .png"),
+    ("compare", ["x", "--at_steps", "-5"], "argument --at_steps: -5.0 is invalid; valid: a finite number"),
+    ("compare", ["x", "--last_steps", "two"], "argument --last_steps: 'two' is not a number; valid:"),
     ("compare", ["x", "--out", "{file}/c.png"], "is not a directory"),
     # ---- benchmark_throughput.py
     ("benchmark_throughput", ["--steps", "0"], "argument --steps: 0 is invalid; valid: an integer >= 1"),
