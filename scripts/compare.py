@@ -4,8 +4,7 @@
     python scripts/compare.py "MEow=logs/meow/Hopper-v5/*" "no LRS=logs/ablation/Hopper-v5/*" --out hopper.png
     python scripts/compare.py "MEow=logs/meow/Isaac-Ant/*" --tag charts/episodic_return
     python scripts/compare.py logs/meow/Hopper-v5/* --tag eval/stochastic_return_mean   # as the paper
-    python scripts/compare.py "MEow=logs/meow/Isaac-Ant/*" "PPO=logs/rsl_rl/ant/*" \
-        --at_steps 1e6 2e6 --at_minutes 10 20 39 --last_steps 128000            # also a table
+    python scripts/compare.py "MEow=logs/meow/Isaac-Ant/*" "PPO=logs/rsl_rl/ant/*" --at_minutes 20 39
 
 Each positional argument is ``[LABEL=]PATTERN``: a run directory, or a glob of run directories
 (the seeds of one method); a run directory is any folder that holds TensorBoard event files,
@@ -51,22 +50,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--confidence", type=float, default=0.95, help="confidence level of the band")
     parser.add_argument("--points", type=at_least(2), default=200, help="grid points per curve")
     parser.add_argument("--title", help="figure title")
-    parser.add_argument(
-        "--at_steps",
-        nargs="+",
-        type=positive_number,
-        default=[],
-        metavar="N",
-        help="also print each label's value at these env steps (e.g. 1e6 2e6): mean ± sd over its runs",
-    )
-    parser.add_argument(
-        "--at_minutes",
-        nargs="+",
-        type=positive_number,
-        default=[],
-        metavar="M",
-        help="also print each label's value at these minutes of wall-clock time (e.g. 10 20 39)",
-    )
+    for flag, metavar, where in (
+        ("--at_steps", "N", "env steps (e.g. 1e6 2e6)"),
+        ("--at_minutes", "M", "minutes of wall-clock time (e.g. 10 20 39)"),
+    ):
+        parser.add_argument(
+            flag,
+            nargs="+",
+            type=positive_number,
+            default=[],
+            metavar=metavar,
+            help=f"also print each label's value at these {where}: mean ± sd over its runs",
+        )
     parser.add_argument(
         "--last_steps",
         type=positive_number,
