@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import math
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -185,13 +186,11 @@ def summary_lines(
             if not got:
                 lines.append(f"{label}: {name}: no run got there (per run: {runs})")
                 continue
-            mean = sum(got) / len(got)
             if len(got) == 1:
-                lines.append(f"{label}: {name}: {mean:.1f} (one run; per run: {runs})")
-                continue
-            sd = math.sqrt(sum((v - mean) ** 2 for v in got) / (len(got) - 1))
-            spread = f"mean ± sd over {len(got)} runs; per run: {runs}"
-            lines.append(f"{label}: {name}: {mean:.1f} ± {sd:.1f} ({spread})")
+                lines.append(f"{label}: {name}: {got[0]:.1f} (one run; per run: {runs})")
+            else:
+                text = f"{statistics.mean(got):.1f} ± {statistics.stdev(got):.1f}"
+                lines.append(f"{label}: {name}: {text} (mean ± sd over {len(got)} runs; per run: {runs})")
     return lines
 
 
