@@ -2,6 +2,7 @@
 
     python tools/experiments.py run experiments/mujoco.yaml             # starts, returns
     python tools/experiments.py run experiments/mujoco.yaml --wait      # blocks, prints progress
+    python tools/experiments.py run experiments/mujoco.yaml --methods meow --seeds 2,3   # a part
     python tools/experiments.py status experiments/mujoco.yaml
     python tools/experiments.py stop experiments/mujoco.yaml            # runs save a checkpoint
     python tools/experiments.py report experiments/mujoco.yaml --out docs/results/mujoco
@@ -13,8 +14,11 @@ place (``train.py --resume DIR --run_dir DIR``) and starts the others, ``--jobs`
 (default: one per core), each with one torch thread. A scheduler process stays alive while
 runs remain (``<out>/<name>/scheduler.pid``, ``scheduler.log``); ``stop`` sends it SIGTERM, which
 it passes to the runs: each saves a checkpoint of its current step and exits, and the next
-``run`` continues from there. Methods: ``meow`` (MEow through scripts/train.py with the task's
-published settings) and ``sac`` (Stable-Baselines3 SAC, ``train.py --algo sac``).
+``run`` continues from there. ``--tasks``, ``--methods`` and ``--seeds`` pick a part of the
+grid (a screen's second stage, a lead's seeds ahead of the rest): the same runs in the same
+directories, so a later ``run`` of the whole grid skips what the part finished. Methods: ``meow``
+(MEow through scripts/train.py with the task's published settings) and ``sac``
+(Stable-Baselines3 SAC, ``train.py --algo sac``).
 """
 
 from __future__ import annotations
@@ -98,6 +102,9 @@ class Grid:
     overrides: dict[str, list[str]] = field(default_factory=dict)
     variants: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
     """name -> (method, overrides): e.g. an A/B of one method's settings."""
+    selection: list[str] = field(default_factory=list)
+    """The ``--tasks/--methods/--seeds`` arguments that narrowed the file's grid to this part (see
+    :func:`select`); empty for the whole grid."""
     archive: Path | None = None
     """A committed report folder whose ``curves.csv`` holds runs made on other machines."""
     _archived: dict | None = field(default=None, init=False, repr=False)
@@ -382,6 +389,40 @@ def load_grid(path: str) -> Grid:
                     "valid: meow, or sac on Gymnasium tasks"
                 )
     return grid
+
+
+SELECTORS = ("tasks", "methods", "seeds")
+"""The grid's lists that ``run`` and ``status`` can narrow (``--tasks``, ``--methods``, ``--seeds``)."""
+
+
+def select(grid: Grid, **picked: str | None) -> Grid:
+    """The part of ``grid`` that ``picked`` names: ``tasks``, ``methods`` and ``seeds`` as
+    comma-separated entries of the grid's own lists (None: all of it). Same name and folder, so the
+    same run directories, archive and scheduler; the grid's order is kept.
+
+    Raises:
+        GridError: an entry the grid does not hold (an empty one included).
+    """
+    from dataclasses import replace
+
+    narrowed, selection = {}, list(grid.selection)
+    for key, text in picked.items():
+        if key not in SELECTORS:
+            raise TypeError(f"select() got {key!r}; valid: {', '.join(SELECTORS)}")
+        if text is None:
+            continue
+        full = getattr(grid, key)
+        entries = [e.strip() for e in text.split(",")]
+        valid = ", ".join(map(str, full))
+        for entry in entries:
+            if entry not in map(str, full):
+                raise GridError(
+                    f"--{key} {text}: '{entry}' is not in grid '{grid.name}' ({grid.path}); valid: "
+                    f"comma-separated entries of {valid}"
+                )
+        narrowed[key] = [e for e in full if str(e) in entries]
+        selection += [f"--{key}", ",".join(map(str, narrowed[key]))]
+    return replace(grid, **narrowed, selection=selection) if narrowed else grid
 
 
 def eval_overrides(grid: Grid) -> list[str]:
@@ -911,6 +952,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     sched = sub.add_parser("_schedule")  # the background scheduler that `run` starts; no help: internal
     sched.add_argument("grid")
     sched.add_argument("--jobs", type=at_least(1), required=True)
+    for p in (run, status, sched):
+        for key in SELECTORS:
+            p.add_argument(
+                f"--{key}", metavar="A,B", help=f"only these {key} of the grid, comma-separated (default all)"
+            )
     return parser.parse_args(argv)
 
 
@@ -946,7 +992,8 @@ def cmd_run(grid: Grid, jobs: int, wait: bool) -> int:
     resume = [r for r in runs if not r.done() and r.checkpoint_steps()]
     archived = sum(not r.finished_here() for r in done)
     print(
-        f"[experiments] grid '{grid.name}': {len(runs)} runs ({len(done)} done"
+        f"[experiments] grid '{grid.name}'{f' ({chr(32).join(grid.selection)})' if grid.selection else ''}: "
+        f"{len(runs)} runs ({len(done)} done"
         + (f", {archived} of them in the archive" if archived else "")
         + f", {len(resume)} to resume, "
         f"{len(runs) - len(done) - len(resume)} to start), {jobs} at a time, in {grid.root}"
@@ -964,7 +1011,8 @@ def cmd_run(grid: Grid, jobs: int, wait: bool) -> int:
         return schedule(grid, jobs, verbose=True)
     with open(grid.root / "scheduler.log", "a") as log:
         proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "_schedule", str(grid.path), "--jobs", str(jobs)],
+            [sys.executable, str(Path(__file__).resolve()), "_schedule", str(grid.path), "--jobs", str(jobs),
+             *grid.selection],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=Path.cwd(),
             start_new_session=True,
         )  # fmt: skip
@@ -1011,6 +1059,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         grid = load_grid(args.grid)
+        if args.command in ("run", "status", "_schedule"):
+            grid = select(grid, **{key: getattr(args, key) for key in SELECTORS})
         if args.command == "run":
             return cmd_run(grid, args.jobs, args.wait)
         if args.command == "_schedule":

@@ -302,6 +302,72 @@ def test_a_variant_runs_its_method_with_its_own_settings(tmp_path):
     assert "algo.coupling_bias=default" not in runs["meow"].command([])
 
 
+def test_a_part_of_the_grid_runs_in_the_grids_own_run_directories(tmp_path, capsys):
+    """``run --methods sac --seeds 2`` in the background starts that one run, where the whole
+    grid keeps it: the scheduler it starts gets the same part, and ``status`` of the whole grid
+    counts it done."""
+    path = _grid(tmp_path, name="part")
+    assert experiments.main(["run", str(path), "--methods", "sac", "--seeds", "2", "--jobs", "2"]) == 0
+    assert "grid 'part' (--methods sac --seeds 2): 1 runs (0 done, 0 to resume, 1 to start)" in (
+        capsys.readouterr().out
+    )
+    grid = experiments.load_grid(str(path))
+    deadline = time.monotonic() + 300
+    while experiments.scheduler_pid(grid) is not None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert experiments.scheduler_pid(grid) is None, "the scheduler did not end within 300 s"
+    log = (tmp_path / "runs" / "part" / "scheduler.log").read_text()
+    assert "0 of 1 run(s) done, 1 to run" in log and "all 1 run(s) done" in log, log[-2000:]
+    runs = _run_dirs(tmp_path, "part")
+    assert [r.relative_to(tmp_path / "runs" / "part").as_posix() for r in runs] == [
+        "InvertedPendulum-v5/sac/seed2"
+    ]
+    assert json.loads((runs[0] / "done.json").read_text())["steps"] == grid.steps
+    assert experiments.main(["status", str(path)]) == 0
+    whole = capsys.readouterr().out.strip().splitlines()
+    assert whole[-1].startswith("total: 4 runs: 3 not started, 1 done; 1,000 of 4,000 env steps"), whole[-1]
+    assert experiments.main(["status", str(path), "--methods", "sac"]) == 0
+    part = capsys.readouterr().out.strip().splitlines()
+    assert [line.split()[:2] for line in part[:2]] == [
+        ["InvertedPendulum-v5/sac/seed1", "not"],
+        ["InvertedPendulum-v5/sac/seed2", "done"],
+    ]
+    assert part[-1].startswith("total: 2 runs:") and len(part) == 3
+
+
+def test_a_part_keeps_the_grids_order_and_names_itself():
+    grid = experiments.load_grid(str(ROOT / "experiments" / "smoke.yaml"))
+    part = experiments.select(grid, seeds="2, 1", methods=None, tasks="InvertedPendulum-v5")
+    assert (part.seeds, part.methods, part.tasks) == (grid.seeds, grid.methods, grid.tasks)
+    assert part.selection == ["--seeds", "1,2", "--tasks", "InvertedPendulum-v5"]
+    assert [r.label for r in experiments.select(grid, methods="sac").runs()] == [
+        f"InvertedPendulum-v5/sac/seed{s}" for s in grid.seeds
+    ]
+    assert experiments.select(grid) is grid and grid.selection == []
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--methods", "meow,ppo"], "--methods meow,ppo: 'ppo' is not in grid 'smoke'"),
+        (["--seeds", "7"], "--seeds 7: '7' is not in grid 'smoke'"),
+        (["--seeds", ""], "--seeds : '' is not in grid 'smoke'"),
+        (["--tasks", "Hopper-v5"], "valid: comma-separated entries of InvertedPendulum-v5"),
+    ],
+)
+@pytest.mark.parametrize("command", ["run", "status"])
+def test_a_part_the_grid_does_not_hold_is_a_one_line_error_and_writes_nothing(
+    tmp_path, capsys, args, expected, command
+):
+    path = _grid(tmp_path)
+    before = sorted(tmp_path.rglob("*"))
+    assert experiments.main([command, str(path), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and expected in err, err
+    assert "valid: comma-separated entries of" in err
+    assert sorted(tmp_path.rglob("*")) == before
+
+
 @pytest.mark.parametrize(("name", "content", "expected"), BAD, ids=[b[0] for b in BAD])
 @pytest.mark.parametrize("command", ["run", "status", "report"])
 def test_a_bad_grid_file_is_a_one_line_error_and_writes_nothing(
