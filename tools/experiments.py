@@ -395,10 +395,12 @@ SELECTORS = ("tasks", "methods", "seeds")
 """The grid's lists that ``run`` and ``status`` can narrow (``--tasks``, ``--methods``, ``--seeds``)."""
 
 
-def select(grid: Grid, **picked: str | None) -> Grid:
-    """The part of ``grid`` that ``picked`` names: ``tasks``, ``methods`` and ``seeds`` as
-    comma-separated entries of the grid's own lists (None: all of it). Same name and folder, so the
-    same run directories, archive and scheduler; the grid's order is kept.
+def select(
+    grid: Grid, tasks: str | None = None, methods: str | None = None, seeds: str | None = None
+) -> Grid:
+    """The part of ``grid`` that the arguments name, each a comma-separated list of entries of the
+    grid's own list (None: all of it). Same name and folder, so the same run directories, archive
+    and scheduler; the grid's order is kept.
 
     Raises:
         GridError: an entry the grid does not hold (an empty one included).
@@ -406,21 +408,18 @@ def select(grid: Grid, **picked: str | None) -> Grid:
     from dataclasses import replace
 
     narrowed, selection = {}, list(grid.selection)
-    for key, text in picked.items():
-        if key not in SELECTORS:
-            raise TypeError(f"select() got {key!r}; valid: {', '.join(SELECTORS)}")
+    for key, text in zip(SELECTORS, (tasks, methods, seeds), strict=True):
         if text is None:
             continue
-        full = getattr(grid, key)
+        names = [str(e) for e in getattr(grid, key)]
         entries = [e.strip() for e in text.split(",")]
-        valid = ", ".join(map(str, full))
-        for entry in entries:
-            if entry not in map(str, full):
-                raise GridError(
-                    f"--{key} {text}: '{entry}' is not in grid '{grid.name}' ({grid.path}); valid: "
-                    f"comma-separated entries of {valid}"
-                )
-        narrowed[key] = [e for e in full if str(e) in entries]
+        unknown = next((e for e in entries if e not in names), None)
+        if unknown is not None:
+            raise GridError(
+                f"--{key} {text}: '{unknown}' is not in grid '{grid.name}' ({grid.path}); valid: "
+                f"comma-separated entries of {', '.join(names)}"
+            )
+        narrowed[key] = [e for e, name in zip(getattr(grid, key), names, strict=True) if name in entries]
         selection += [f"--{key}", ",".join(map(str, narrowed[key]))]
     return replace(grid, **narrowed, selection=selection) if narrowed else grid
 
@@ -991,9 +990,9 @@ def cmd_run(grid: Grid, jobs: int, wait: bool) -> int:
     done = [r for r in runs if r.done()]
     resume = [r for r in runs if not r.done() and r.checkpoint_steps()]
     archived = sum(not r.finished_here() for r in done)
+    part = f" ({' '.join(grid.selection)})" if grid.selection else ""
     print(
-        f"[experiments] grid '{grid.name}'{f' ({chr(32).join(grid.selection)})' if grid.selection else ''}: "
-        f"{len(runs)} runs ({len(done)} done"
+        f"[experiments] grid '{grid.name}'{part}: {len(runs)} runs ({len(done)} done"
         + (f", {archived} of them in the archive" if archived else "")
         + f", {len(resume)} to resume, "
         f"{len(runs) - len(done) - len(resume)} to start), {jobs} at a time, in {grid.root}"

@@ -339,7 +339,7 @@ def test_a_part_keeps_the_grids_order_and_names_itself():
     grid = experiments.load_grid(str(ROOT / "experiments" / "smoke.yaml"))
     part = experiments.select(grid, seeds="2, 1", methods=None, tasks="InvertedPendulum-v5")
     assert (part.seeds, part.methods, part.tasks) == (grid.seeds, grid.methods, grid.tasks)
-    assert part.selection == ["--seeds", "1,2", "--tasks", "InvertedPendulum-v5"]
+    assert part.selection == ["--tasks", "InvertedPendulum-v5", "--seeds", "1,2"]  # in SELECTORS order
     assert [r.label for r in experiments.select(grid, methods="sac").runs()] == [
         f"InvertedPendulum-v5/sac/seed{s}" for s in grid.seeds
     ]
