@@ -3,8 +3,8 @@
 ``data/paper_settings.json`` holds the settings each task file resolved to at commit d47dd8f,
 before any divergence remedy could become a default: the paper's settings as this project
 reproduced them (docs/RESULTS.md, the MuJoCo grid), plus the settings added since with the
-value that leaves the paper's behaviour (``algo.log_prob_floor_scope: fit``, inert without a
-floor). ``python tests/paper_settings.py`` prints
+value that leaves the paper's behaviour, less the remedies removed after commit 195055e.
+``python tests/paper_settings.py`` prints
 today's (``--preset paper`` adds that override), to compare or to record again.
 """
 

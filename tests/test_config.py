@@ -147,15 +147,11 @@ def test_a_checkpoint_config_from_before_matmul_precision_resumes_in_float32():
 
 REMEDY_KEYS = {  # the paper's values
     "shift_scale": "alpha",
-    "coupling_shift_bound": 0.0,
     "head_norm": "none",
-    "weight_decay": 0.0,
     "alpha_autotune": False,
     "target_entropy": -1.0,
     "alpha_lr": 3e-4,
-    "target_bound": False,
     "log_prob_floor": None,
-    "log_prob_floor_scope": "fit",
 }
 
 
@@ -164,7 +160,7 @@ def test_the_default_remedy_is_the_floor_scoped_to_v_and_the_others_are_off(task
     """The measurements picked one remedy (docs/RESULTS.md, "Stable MEow"): every task gets the
     -5 nats per dimension floor on what V learns; the rest stay at the paper's values."""
     algo = load_config(task).algo
-    chosen = {"log_prob_floor": -5.0, "log_prob_floor_scope": "value"}
+    chosen = {"log_prob_floor": -5.0}
     assert {k: algo[k] for k in REMEDY_KEYS} == {**REMEDY_KEYS, **chosen}
     paper = load_config(task, ["algo.preset=paper"]).algo
     assert {k: paper[k] for k in REMEDY_KEYS} == REMEDY_KEYS
@@ -176,6 +172,41 @@ def test_a_checkpoint_config_from_before_the_remedies_resumes_with_them_off():
         del saved["algo"][key]
     algo = config_from_checkpoint(saved).algo
     assert {k: algo[k] for k in REMEDY_KEYS} == REMEDY_KEYS
+
+
+REMOVED_OFF = {"coupling_shift_bound": 0.0, "weight_decay": 0.0, "target_bound": False}
+
+
+@pytest.mark.parametrize("scope", ["fit", "value"])
+def test_a_checkpoint_config_with_a_removed_remedy_off_resumes_without_the_key(scope):
+    """Checkpoints up to commit 195055e hold the removed remedies' keys; off, they are dropped (the
+    paper's ``fit`` scope of the floor is off where no floor is set, and ``value`` is today's floor)."""
+    floor = None if scope == "fit" else -5.0
+    saved = OmegaConf.to_container(load_config("Hopper-v5", [f"algo.log_prob_floor={floor or 'null'}"]))
+    saved["algo"].update(REMOVED_OFF, log_prob_floor_scope=scope)
+    algo = config_from_checkpoint(saved).algo
+    assert algo.log_prob_floor == floor and not set(REMOVED_OFF) & set(algo)
+    assert "log_prob_floor_scope" not in algo
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("target_bound", True),
+        ("weight_decay", 0.01),
+        ("coupling_shift_bound", 1.0),
+        ("log_prob_floor_scope", "mask"),
+        ("log_prob_floor_scope", "fit"),  # with a floor set: the floor on the whole fit
+    ],
+)
+def test_a_checkpoint_config_with_a_removed_remedy_on_is_a_one_line_error(key, value):
+    saved = OmegaConf.to_container(load_config("Hopper-v5"))
+    saved["algo"][key] = value
+    with pytest.raises(ConfigError) as err:
+        config_from_checkpoint(saved)
+    message = str(err.value)
+    assert message.startswith(f"algo.{key}={value} (in the checkpoint's config) was removed")
+    assert "commit 195055e" in message and "\n" not in message
 
 
 PAPER = json.loads((Path(__file__).parent / "data" / "paper_settings.json").read_text())

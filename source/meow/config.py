@@ -22,7 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from meow.algorithms.capture import CAPTURE_MODES, MATMUL_PRECISIONS
 from meow.envs.registry import EnvKindError, all_task_dirs, get_kind
-from meow.modules.flow_policy import COUPLING_BIASES, FLOOR_SCOPES, Q_DROPOUTS, SHIFT_SCALES
+from meow.modules.flow_policy import COUPLING_BIASES, Q_DROPOUTS, SHIFT_SCALES
 from meow.nn.layers import HIDDEN_NORMS
 from meow.runners.evaluation import EVAL_MODES
 
@@ -92,15 +92,13 @@ class AlgoConfig:
     capture: str = MISSING
     matmul_precision: str = MISSING
     shift_scale: str = MISSING
-    coupling_shift_bound: float = MISSING
     head_norm: str = MISSING
-    weight_decay: float = MISSING
     alpha_autotune: bool = MISSING
     target_entropy: float = MISSING
     alpha_lr: float = MISSING
-    target_bound: bool = MISSING
+    reward_norm: bool = MISSING
+    reward_norm_max: float = MISSING
     log_prob_floor: float | None = MISSING
-    log_prob_floor_scope: str = MISSING
     preset: str = MISSING
 
 
@@ -176,6 +174,8 @@ def _merge(cfg: DictConfig, other: DictConfig | dict, source: str, key: str = "?
         return OmegaConf.merge(cfg, other)
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or key
+        if key in REMOVED_ALGO_KEYS:
+            raise ConfigError(removed_setting(key, source)) from None
         if key == "algo.compile":
             raise ConfigError(
                 f"algo.compile (in {source}) was replaced by algo.capture; write algo.capture=compile "
@@ -345,17 +345,37 @@ _ADDED_ALGO_KEYS = {
     "q_dropout": "shared",
     "matmul_precision": "float32",
     "shift_scale": "alpha",
-    "coupling_shift_bound": 0.0,
     "head_norm": "none",
-    "weight_decay": 0.0,
     "alpha_autotune": False,
     "target_entropy": -1.0,
     "alpha_lr": 3e-4,
-    "target_bound": False,
+    "reward_norm": False,
+    "reward_norm_max": 5.0,
     "log_prob_floor": None,
-    "log_prob_floor_scope": "fit",
     "preset": "none",
 }
+
+REMOVED_IN = "195055e"
+"""The last commit with the divergence remedies the screens rejected (docs/ALGORITHM.md section 11)."""
+
+REMOVED_ALGO_KEYS: dict[str, tuple[Any, ...]] = {
+    "algo.coupling_shift_bound": (0.0,),
+    "algo.weight_decay": (0.0,),
+    "algo.target_bound": (False,),
+    "algo.log_prob_floor_scope": ("value",),
+}
+"""Settings removed after :data:`REMOVED_IN`, with the values that behave as today's code does:
+a saved config holding one of those loses the key; any other value (the remedy turned on) is a
+one-line error. ``log_prob_floor_scope: fit`` also behaves as today's code where no floor is set."""
+
+
+def removed_setting(key: str, source: str, value: Any = None) -> str:
+    """The one-line error for a setting of :data:`REMOVED_ALGO_KEYS` in ``source``."""
+    what = f"{key}={value}" if value is not None else key
+    return (
+        f"{what} (in {source}) was removed: the screens rejected it (docs/ALGORITHM.md section 11); "
+        f"valid: no {key} (commit {REMOVED_IN} still has it)"
+    )
 
 
 def _upgrade(saved: dict) -> dict:
@@ -370,6 +390,14 @@ def _upgrade(saved: dict) -> dict:
     algo = saved.get("algo", {})
     for key, value in _ADDED_ALGO_KEYS.items():
         algo.setdefault(key, value)
+    for dotted, inert in REMOVED_ALGO_KEYS.items():
+        key = dotted.removeprefix("algo.")
+        if key not in algo:
+            continue
+        value = algo.pop(key)
+        unfloored = key == "log_prob_floor_scope" and algo.get("log_prob_floor") is None
+        if value not in inert and not unfloored:
+            raise ConfigError(removed_setting(dotted, "the checkpoint's config", value))
     if "compile" in algo:  # algo.capture replaced it
         algo.setdefault("capture", "compile" if algo.pop("compile") else "auto")
         algo.setdefault("n_step", 1)
@@ -453,21 +481,8 @@ def validate(cfg: DictConfig) -> None:
     _check(a.q_dropout in Q_DROPOUTS, "algo.q_dropout", a.q_dropout, " | ".join(Q_DROPOUTS))
     _check(a.shift_scale in SHIFT_SCALES, "algo.shift_scale", a.shift_scale, " | ".join(SHIFT_SCALES))
     _check(a.head_norm in HIDDEN_NORMS, "algo.head_norm", a.head_norm, " | ".join(HIDDEN_NORMS))
-    _check(
-        a.log_prob_floor_scope in FLOOR_SCOPES,
-        "algo.log_prob_floor_scope",
-        a.log_prob_floor_scope,
-        " | ".join(FLOOR_SCOPES),
-    )
-    # (every float setting is checked for finiteness above)
-    _check(
-        a.coupling_shift_bound >= 0,
-        "algo.coupling_shift_bound",
-        a.coupling_shift_bound,
-        "a number >= 0 (0: unbounded shifts, the paper)",
-    )
-    _check(0 <= a.weight_decay < 1, "algo.weight_decay", a.weight_decay, "a number in [0, 1) (0: Adam)")
     _check(a.alpha_lr > 0, "algo.alpha_lr", a.alpha_lr, "a number > 0")
+    _check(a.reward_norm_max > 0, "algo.reward_norm_max", a.reward_norm_max, "a number > 0 (SimbaV2's: 5)")
     _check(cfg.buffer.capacity >= 1, "buffer.capacity", cfg.buffer.capacity, "an integer >= 1")
     _check(
         a.batch_size <= cfg.buffer.capacity,

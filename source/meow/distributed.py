@@ -211,6 +211,12 @@ class DistContext:
             self._run("a statistics all-reduce", dist.all_reduce, tensor)
         return tensor
 
+    def max_(self, tensor: Tensor) -> Tensor:
+        """In-place maximum over ranks (the reward scale's largest return)."""
+        if self.world_size > 1:
+            self._run("the reward-scale sync", dist.all_reduce, tensor, op=dist.ReduceOp.MAX)
+        return tensor
+
     def any(self, flag: bool, what: str = "a stop check") -> bool:
         """True on every rank when ``flag`` is true on at least one.
 

@@ -19,20 +19,32 @@ def _params(runner: OffPolicyRunner) -> list[torch.Tensor]:
     return [p.detach().clone() for p in runner.alg.policy.parameters()]
 
 
-def test_resumed_training_reproduces_uninterrupted_training(multigoal_cfg, tmp_path):
+STATEFUL = ("algo.normalize_obs=true", "algo.n_step=3", "algo.reward_norm=true", "algo.alpha_autotune=true")
+"""Settings that carry state of their own across a resume: the observation normaliser, n-step
+windows across the checkpoint, the reward scale and the tuned temperature."""
+
+
+@pytest.mark.parametrize("settings", [(), STATEFUL], ids=["paper", "stateful"])
+def test_resumed_training_reproduces_uninterrupted_training(multigoal_cfg, tmp_path, settings):
     """Train 2N steps straight vs N steps, checkpoint, a fresh process-like runner, N more:
-    weights, target, optimizer moments and replay data are bit-identical."""
-    straight = _runner(multigoal_cfg("runner.total_steps=240", "env.num_envs=2"))
+    weights, target, optimizer moments, replay data and every running statistic are bit-identical."""
+    straight = _runner(multigoal_cfg("runner.total_steps=240", "env.num_envs=2", *settings))
     straight.learn()
 
-    first = _runner(multigoal_cfg("runner.total_steps=120", "env.num_envs=2"), tmp_path / "a")
+    first = _runner(multigoal_cfg("runner.total_steps=120", "env.num_envs=2", *settings), tmp_path / "a")
     first.learn()
     ckpt = read_checkpoint(tmp_path / "a")
     assert ckpt["global_step"] == 120
     torch.manual_seed(12345)  # whatever happened in between must not matter
-    resumed = _runner(multigoal_cfg("runner.total_steps=240", "env.num_envs=2"))
+    resumed = _runner(multigoal_cfg("runner.total_steps=240", "env.num_envs=2", *settings))
     resumed.load(ckpt)
     resumed.learn()
+    for module in ("normalizer", "reward_scale"):
+        a, b = getattr(straight.alg, module).state_dict(), getattr(resumed.alg, module).state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), module
+    if settings:
+        assert straight.alg.normalizer.count.item() > 0 and straight.alg.reward_scale.scale.item() != 1.0
+        assert torch.equal(straight.alg.log_alpha, resumed.alg.log_alpha)
 
     assert resumed.global_step == straight.global_step == 240
     assert resumed.num_updates == straight.num_updates > 0
@@ -228,3 +240,27 @@ def test_compiled_training_run_matches_eager_from_the_same_seed():
     for a, b in zip(eager.initial, compiled.initial, strict=True):
         assert torch.equal(a, b)
     assert max((a - b).abs().max().item() for a, b in zip(_params(eager), eager.initial, strict=True)) > 1e-3
+
+
+def test_reward_normalisation_leaves_the_logged_returns_raw(multigoal_cfg):
+    """Warm-up only (the same random actions either way): the logged episode returns and lengths
+    are the env's own, whether or not the learner's rewards are scaled."""
+    logged = {}
+    for norm in ("false", "true"):
+        cfg = multigoal_cfg(
+            "runner.total_steps=400",
+            "runner.warmup_steps=400",
+            "runner.log_interval=50",
+            f"algo.reward_norm={norm}",
+        )
+        runner = _runner(cfg)
+        seen = []
+        runner.learn(on_log=seen.append)
+        logged[norm] = [
+            (d["charts/episodic_return"], d["charts/episodic_length"])
+            for d in seen
+            if "charts/episodic_return" in d
+        ]
+        scale = runner.alg.reward_scale
+    assert logged["true"] == logged["false"] and logged["true"]
+    assert abs(scale.scale.item() - 1.0) > 0.1  # the scale moved, yet the logs did not

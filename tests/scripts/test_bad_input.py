@@ -116,11 +116,11 @@ CASES = [
     ("train", [*MG, "algo.shift_scale=value"], "algo.shift_scale=value is invalid; valid: alpha | reward"),
     (
         "train",
-        [*MG, "algo.coupling_shift_bound=-1"],
-        "algo.coupling_shift_bound=-1.0 is invalid; valid: a number >= 0",
+        [*MG, "algo.coupling_shift_bound=1"],
+        "algo.coupling_shift_bound (in override 'algo.coupling_shift_bound=1') was removed",
     ),
     ("train", [*MG, "algo.head_norm=batch"], "algo.head_norm=batch is invalid; valid: none | layer | rms"),
-    ("train", [*MG, "algo.weight_decay=1.5"], "algo.weight_decay=1.5 is invalid; valid: a number in [0, 1)"),
+    ("train", [*MG, "algo.weight_decay=0.01"], "valid: no algo.weight_decay (commit 195055e still has it)"),
     ("train", [*MG, "algo.alpha_autotune=maybe"], "bad value for 'algo.alpha_autotune'"),
     (
         "train",
@@ -128,7 +128,13 @@ CASES = [
         "algo.target_entropy=nan is invalid; valid: a finite number",
     ),
     ("train", [*MG, "algo.alpha_lr=0"], "algo.alpha_lr=0.0 is invalid; valid: a number > 0"),
-    ("train", [*MG, "algo.target_bound=sometimes"], "bad value for 'algo.target_bound'"),
+    ("train", [*MG, "algo.reward_norm=often"], "bad value for 'algo.reward_norm'"),
+    ("train", [*MG, "algo.reward_norm_max=0"], "algo.reward_norm_max=0.0 is invalid; valid: a number > 0"),
+    (
+        "train",
+        [*MG, "algo.target_bound=true"],
+        "algo.target_bound (in override 'algo.target_bound=true') was",
+    ),
     (
         "train",
         [*MG, "algo.log_prob_floor=-.inf"],
@@ -137,8 +143,8 @@ CASES = [
     ("train", [*MG, "algo.preset=fast"], "algo.preset=fast is invalid; valid: none | paper"),
     (
         "train",
-        [*MG, "algo.log_prob_floor_scope=both"],
-        "algo.log_prob_floor_scope=both is invalid; valid: fit | value | mask",
+        [*MG, "algo.log_prob_floor_scope=fit"],
+        "algo.log_prob_floor_scope (in override 'algo.log_prob_floor_scope=fit') was removed",
     ),
     ("train", [*MG, "algo.tau=1.5"], "algo.tau=1.5 is invalid"),
     ("train", [*MG, "algo.alpha=-0.1"], "algo.alpha=-0.1 is invalid; valid: a number > 0"),

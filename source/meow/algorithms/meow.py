@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import math
 from typing import Protocol
 
 import torch
@@ -20,7 +19,6 @@ from meow.algorithms.capture import (
     set_matmul_precision,
 )
 from meow.modules import FlowPolicy
-from meow.modules.flow_policy import FLOOR_SCOPES
 from meow.storage import TransitionBatch
 
 __all__ = ["CAPTURE_MODES", "MATMUL_PRECISIONS", "GradientSync", "MEow", "WindowSampler"]
@@ -92,19 +90,15 @@ class MEow:
             clipping (a :class:`GradientSync`, e.g.
             :meth:`meow.distributed.DistContext.gradient_sync`); it is attached to the flat
             parameter here.
-        weight_decay: decoupled weight decay (AdamW) of all the flow's parameters; 0: Adam (the paper).
         target_entropy: with a number, ``alpha`` is tuned towards it (nats of the sampled
             policy; docs/ALGORITHM.md, "Automatic temperature"); None: ``alpha`` stays fixed (the paper).
         alpha_lr: Adam learning rate of ``log alpha`` when it is tuned.
-        target_bound: clamp the bootstrapped soft value from above at what the rewards seen allow,
-            ``(r_max + alpha * d * log 2) / (1 - gamma)`` (docs/ALGORITHM.md section 11).
-        log_prob_floor: with a number ``f``, the fit's ``log pi(a|s)`` of replay actions is
-            floored at ``f * d`` nats (:meth:`FlowPolicy.q_values_floored`); None: no floor (the paper).
-        log_prob_floor_scope: ``fit``: the floor applies to the whole fit (below it, the gradient
-            reaches V only); ``value``: only to what V learns, while ``log pi(a|s)`` keeps the true
-            residual ``Q - y``; ``mask``: V learns only from the replay actions at or above the
-            floor (none pulls V towards the floor's value), ``log pi`` from all of them
-            (docs/ALGORITHM.md section 11).
+        reward_scale: divides the rewards of every target (a :class:`~meow.modules.RewardScale`,
+            whose statistics the runner updates); None: raw rewards (the paper). With it the soft
+            values, and ``alpha``, are in units of the scaled rewards.
+        log_prob_floor: with a number ``f``, what V learns counts replay actions less probable
+            than ``f * d`` nats as that probable, while ``log pi(a|s)`` keeps the true residual
+            ``Q - y`` (docs/ALGORITHM.md section 11); None: no floor (the paper).
     """
 
     def __init__(
@@ -121,12 +115,10 @@ class MEow:
         compile_mode: str | None = None,
         grad_sync: GradientSync | None = None,
         matmul_precision: str = "float32",
-        weight_decay: float = 0.0,
         target_entropy: float | None = None,
         alpha_lr: float = 3e-4,
-        target_bound: bool = False,
+        reward_scale: nn.Module | None = None,
         log_prob_floor: float | None = None,
-        log_prob_floor_scope: str = "fit",
     ) -> None:
         if n_step < 1:
             raise ValueError(f"algo.n_step={n_step} is invalid; valid: an integer >= 1")
@@ -136,19 +128,13 @@ class MEow:
         self.policy = policy
         self.target = copy.deepcopy(policy).requires_grad_(False).eval()
         self.normalizer = normalizer if normalizer is not None else nn.Identity()
+        self.reward_scale = reward_scale if reward_scale is not None else nn.Identity()
         self.gamma = gamma
         self.tau = tau
         self.grad_clip = grad_clip
         self.n_step = n_step
-        self.target_bound = target_bound
         self.log_prob_floor = None if log_prob_floor is None else float(log_prob_floor) * policy.action_dim
-        if log_prob_floor_scope not in FLOOR_SCOPES:
-            valid = " | ".join(FLOOR_SCOPES)
-            raise ValueError(f"algo.log_prob_floor_scope={log_prob_floor_scope} is invalid; valid: {valid}")
-        self.log_prob_floor_scope = log_prob_floor_scope
         self._discounts = gamma ** torch.arange(n_step + 1, dtype=torch.float32, device=self.device)
-        self.reward_max = torch.full((), -math.inf, device=self.device)
-        """The largest reward sampled so far (for ``target_bound``), kept on the device."""
         self.nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
         """True once any update produced a non-finite loss or gradient norm."""
 
@@ -166,12 +152,7 @@ class MEow:
             grad_sync.attach(self._flat, self._params)
         fused = self.device.type in ("cpu", "cuda")
         capturable = self.device.type == "cuda" and self.capture.mode != "none"
-        if weight_decay > 0.0:
-            self.optimizer = torch.optim.AdamW(
-                [self._flat], lr=lr, weight_decay=weight_decay, fused=fused, capturable=capturable
-            )
-        else:
-            self.optimizer = torch.optim.Adam([self._flat], lr=lr, fused=fused, capturable=capturable)
+        self.optimizer = torch.optim.Adam([self._flat], lr=lr, fused=fused, capturable=capturable)
 
         # The automatic temperature: its own parameter and optimizer, not part of the flow.
         self.target_entropy = target_entropy
@@ -209,22 +190,14 @@ class MEow:
         if self.log_prob_floor is None:
             q = self.policy.q_values(states, actions[:, 0])
             squares = (q - y).square()
-        elif self.log_prob_floor_scope == "fit":
-            q = self.policy.q_values_floored(states, actions[:, 0], self.log_prob_floor)
-            squares = (q - y).square()
         else:
-            # V learns from the floored fit (value) or from the actions at or above the floor (mask),
-            # log pi from the true fit: the two halves' gradients add up to the unfloored fit's
-            # wherever log pi >= floor
+            # V learns from the floored fit, log pi from the true fit: the two halves' gradients
+            # add up to the unfloored fit's wherever log pi >= floor
             v, log_pi = self.policy.values_and_log_prob(states, actions[:, 0])
             alpha = self.policy.alpha
             q = v + alpha * log_pi
-            below = (log_pi.detach() < self.log_prob_floor).to(v.dtype)
-            stats["below_floor"] = below.mean()  # how often the floor binds
-            if self.log_prob_floor_scope == "value":
-                value_fit = (v + alpha * torch.clamp(log_pi, min=self.log_prob_floor).detach() - y).square()
-            else:  # mask: the actions below the floor teach V nothing
-                value_fit = (1.0 - below) * (v + alpha * log_pi.detach() - y).square()
+            stats["below_floor"] = (log_pi.detach() < self.log_prob_floor).to(v.dtype).mean()
+            value_fit = (v + alpha * torch.clamp(log_pi, min=self.log_prob_floor).detach() - y).square()
             squares = value_fit + (v.detach() + alpha * log_pi - y).square()
         loss = 0.5 * squares.sum(0).mean()
         stats.update(q=q.detach().mean(), **{k: v.mean() for k, v in target.items()})
@@ -244,7 +217,7 @@ class MEow:
         # mishandles boolean masks of mixed width here).
         alive = torch.cat([torch.ones_like(not_done[:, :1]), torch.cumprod(not_done[:, :-1], dim=1)], 1)
         disc = self._discounts
-        soft_return = (alive * batch.rewards) @ disc[:n]
+        soft_return = (alive * self.reward_scale(batch.rewards)) @ disc[:n]
         if n > 1:
             obs_dim, act_dim = batch.obs.shape[-1], batch.actions.shape[-1]
             log_pi = self.target.log_prob(
@@ -258,13 +231,6 @@ class MEow:
         m = alive.sum(1).long() - 1
         rows = torch.arange(size, device=m.device)
         next_v = self.target.values(self.normalizer(batch.next_obs[rows, m])).min(0).values
-        if self.target_bound:
-            # No policy on [-1, 1]^d has more entropy than the uniform one (d log 2), so no soft
-            # value exceeds (r_max + alpha d log 2) / (1 - gamma); r_max: the largest reward sampled.
-            self.reward_max.copy_(torch.maximum(self.reward_max, batch.rewards.max()))
-            entropy_max = self.target.action_dim * math.log(2.0)
-            v_max = (self.reward_max + self.target.alpha * entropy_max) / (1.0 - self.gamma)
-            next_v = torch.minimum(next_v, v_max)
         bootstrap = disc[m + 1] * (1.0 - terminated[rows, m]) * next_v
         return {"target": soft_return + bootstrap, "next_v": next_v}
 
@@ -283,7 +249,7 @@ class MEow:
             self.capture.forget("update")  # a recorded graph writes the old gradient
         if not self.capture.graphed:
             return self._update_step(buffer, batch_size)
-        state = [self._flat, self._target_flat, self.nonfinite, self.reward_max]
+        state = [self._flat, self._target_flat, self.nonfinite]
         optimizers = [self.optimizer]
         if self.log_alpha is not None:
             state += [self.log_alpha, self.policy.alpha, self.target.alpha]
@@ -384,7 +350,7 @@ class MEow:
             "target": self.target.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "normalizer": self.normalizer.state_dict(),
-            "reward_max": self.reward_max.clone(),
+            "reward_scale": self.reward_scale.state_dict(),
         }
         if self.log_alpha is not None:
             state["log_alpha"] = self.log_alpha.detach().clone()
@@ -397,12 +363,13 @@ class MEow:
         self.target.load_state_dict(state["target"])
         self.optimizer.load_state_dict(flat_optimizer_state(state["optimizer"], self._params))
         self.normalizer.load_state_dict(state["normalizer"])
-        with torch.no_grad():
-            # absent from checkpoints written before these settings existed
-            self.reward_max.copy_(state.get("reward_max", torch.tensor(-math.inf)))
-            if self.log_alpha is not None:
+        if state.get("reward_scale") and not isinstance(self.reward_scale, nn.Identity):
+            # absent before reward normalisation, and empty in runs without it
+            self.reward_scale.load_state_dict(state["reward_scale"])
+        if self.log_alpha is not None:
+            with torch.no_grad():
                 # a run that starts tuning from a fixed-alpha checkpoint starts from its alpha
                 self.log_alpha.copy_(state.get("log_alpha", self.policy.alpha.log()))
-                if "alpha_optimizer" in state:
-                    self.alpha_optimizer.load_state_dict(state["alpha_optimizer"])
+            if "alpha_optimizer" in state:
+                self.alpha_optimizer.load_state_dict(state["alpha_optimizer"])
         self.capture.forget()

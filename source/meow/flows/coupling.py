@@ -23,8 +23,6 @@ class AdditiveCoupling(Transform):
         layer_norm: whether each hidden linear is followed by a LayerNorm.
         zero_bias: biases start at zero (else PyTorch's default uniform, as the paper's release
             leaves them); the weights are orthogonal either way.
-        shift_bound: when > 0, the shift is ``c * tanh(t / c)`` with ``c = shift_bound``: each
-            coupling moves a dimension by less than ``c`` (0: unbounded, the paper).
     """
 
     def __init__(
@@ -35,14 +33,8 @@ class AdditiveCoupling(Transform):
         dropout: float = 0.1,
         layer_norm: bool = True,
         zero_bias: bool = True,
-        shift_bound: float = 0.0,
     ) -> None:
         super().__init__()
-        if not shift_bound >= 0.0 or shift_bound == float("inf"):
-            raise ValueError(
-                f"shift_bound={shift_bound} is invalid; valid: a finite number >= 0 (0: unbounded)"
-            )
-        self.shift_bound = float(shift_bound)
         dim = mask.numel()
         self.register_buffer("mask", mask.float().reshape(dim))
         self.shift_net = mlp(
@@ -56,9 +48,6 @@ class AdditiveCoupling(Transform):
 
     def _shift(self, x: Tensor, context: Tensor) -> Tensor:
         t = self.shift_net(torch.cat((self.mask * x, context), dim=-1))
-        if self.shift_bound > 0.0:
-            # smooth and the identity near 0, so a small bound's flow starts as the unbounded one
-            t = self.shift_bound * torch.tanh(t / self.shift_bound)
         return (1.0 - self.mask) * t
 
     def forward(self, x: Tensor, context: Tensor) -> tuple[Tensor, Tensor]:

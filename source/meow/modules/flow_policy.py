@@ -24,11 +24,6 @@ the couplings) or one per head (the couplings run on the batch repeated per head
 release evaluates its two heads on a doubled batch)."""
 
 
-FLOOR_SCOPES = ("fit", "value", "mask")
-"""``algo.log_prob_floor_scope``: what the log-density floor applies to: the whole fit (its gradient
-reaches V only below the floor), only what V learns (log pi keeps the true residual), or V learns
-only from the replay actions at or above the floor (``mask``; log pi from all of them)."""
-
 SHIFT_SCALES = ("alpha", "reward")
 """``algo.shift_scale``: whether the reward-shifting heads are scaled by ``alpha`` with the rest of
 the soft values (``alpha * b_k``, the paper's release) or are in reward units (``b_k``)."""
@@ -71,8 +66,6 @@ class FlowPolicy(nn.Module):
         coupling_bias: ``zeros`` or ``default`` (see :data:`COUPLING_BIASES`).
         q_dropout: ``shared`` or ``per_head`` (see :data:`Q_DROPOUTS`).
         shift_scale: ``alpha`` or ``reward`` (see :data:`SHIFT_SCALES`).
-        coupling_shift_bound: when > 0, each coupling's shift is ``c * tanh(t / c)``, so the
-            pre-tanh location stays within ``num_couplings / 2 * c`` of the prior's (0: unbounded).
         head_norm: ``none | layer | rms``: normalisation after each hidden linear of the
             reward-shifting heads and of the log-sigma network (none in the paper).
     """
@@ -96,7 +89,6 @@ class FlowPolicy(nn.Module):
         coupling_bias: str = "default",
         q_dropout: str = "per_head",
         shift_scale: str = "alpha",
-        coupling_shift_bound: float = 0.0,
         head_norm: str = "none",
     ) -> None:
         super().__init__()
@@ -128,7 +120,6 @@ class FlowPolicy(nn.Module):
                 dropout,
                 layer_norm,
                 zero_bias=coupling_bias == "zeros",
-                shift_bound=coupling_shift_bound,
             )
             for k in range(num_couplings)
         )
@@ -220,15 +211,6 @@ class FlowPolicy(nn.Module):
             return self.alpha * log_kernel + self.shift_values(obs)
         return self.alpha * (log_kernel + self.shift_values(obs))
 
-    def q_values_floored(self, obs: Tensor, action: Tensor, floor: float) -> Tensor:
-        """``V_k(s) + alpha * max(log pi(a|s), floor)``: the soft Q of every head, with actions less
-        probable than ``exp(floor)`` counted as that probable (their gradient reaches V only).
-
-        Equal to :meth:`q_values` wherever ``log pi(a|s) >= floor``.
-        """
-        values, log_prob = self.values_and_log_prob(obs, action)
-        return values + self.alpha * torch.clamp(log_prob, min=floor)
-
     def values_and_log_prob(self, obs: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
         """``(V_k(s), log pi(a|s))``, whose ``V_k + alpha log pi`` is the soft Q of every head:
         ``(heads, B)`` and, with a pass per head (as :meth:`q_values`), ``(heads, B)`` else ``(B,)``."""
@@ -269,6 +251,5 @@ def build_policy(cfg: DictConfig, obs_dim: int, action_dim: int) -> FlowPolicy:
         coupling_bias=a.coupling_bias,
         q_dropout=a.q_dropout,
         shift_scale=a.shift_scale,
-        coupling_shift_bound=a.coupling_shift_bound,
         head_norm=a.head_norm,
     )

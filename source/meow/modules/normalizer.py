@@ -62,3 +62,63 @@ class EmpiricalNormalization(nn.Module):
         self.mean += ratio * delta
         self.var += ratio * (batch_var - self.var + delta.square() * (1.0 - ratio))
         self.count.copy_(total)
+
+
+class RewardScale(nn.Module):
+    """Divides rewards by a running scale of the discounted return (SimbaV2's and FlashSAC's scheme).
+
+    Each env keeps its discounted return ``G <- gamma * G + r`` (reset to 0 when its episode ends);
+    :meth:`update` merges every step's ``G`` of all envs into a running variance and keeps the
+    largest ``|G|`` seen, and sets
+
+        scale = max(sqrt(var(G) + eps), max |G| / g_max)
+
+    The second term keeps normalised returns within ``g_max`` in absolute value, so a task whose
+    return barely varies (a constant alive bonus) is not blown up. The learner divides the rewards
+    of its targets by :attr:`scale` when it samples them (the replay buffer keeps raw rewards, so
+    all of them are on the current scale); logged and evaluated returns stay raw. Like
+    :class:`EmpiricalNormalization` the statistics move only in :meth:`update`.
+
+    Args:
+        num_envs: parallel envs whose returns are tracked.
+        gamma: the learner's discount.
+        g_max: bound on the normalised returns' magnitude (SimbaV2 and FlashSAC: 5).
+        eps: added to the variance before the square root.
+        reduce_moments: as :class:`EmpiricalNormalization`'s (the union of every rank's returns).
+        reduce_max: maps this rank's largest ``|G|`` to the largest over ranks (None: as is).
+    """
+
+    def __init__(
+        self,
+        num_envs: int,
+        gamma: float,
+        g_max: float = 5.0,
+        eps: float = 1e-8,
+        reduce_moments: Callable[[Tensor, Tensor, Tensor], Moments] | None = None,
+        reduce_max: Callable[[Tensor], Tensor] | None = None,
+    ) -> None:
+        super().__init__()
+        if not g_max > 0:
+            raise ValueError(f"algo.reward_norm_max={g_max} is invalid; valid: a number > 0")
+        self.gamma, self.g_max, self.eps = float(gamma), float(g_max), eps
+        self.reduce_max = reduce_max
+        self.moments = EmpiricalNormalization((), eps=eps, reduce_moments=reduce_moments)
+        self.register_buffer("returns", torch.zeros(num_envs))
+        self.register_buffer("return_max", torch.zeros(()))
+        self.register_buffer("scale", torch.ones(()))
+
+    def forward(self, rewards: Tensor) -> Tensor:
+        return rewards / self.scale
+
+    @torch.no_grad()
+    def update(self, rewards: Tensor, done: Tensor) -> None:
+        """Adds one vectorized step: ``rewards`` and ``done`` (terminated or truncated) of shape ``(N,)``."""
+        self.returns.mul_(self.gamma).add_(rewards.to(self.returns.dtype))
+        self.moments.update(self.returns)
+        largest = self.returns.abs().max()
+        if self.reduce_max is not None:
+            largest = self.reduce_max(largest)
+        torch.maximum(self.return_max, largest, out=self.return_max)
+        self.returns.masked_fill_(done, 0.0)
+        spread = torch.sqrt(self.moments.var + self.eps)
+        torch.maximum(spread, self.return_max / self.g_max, out=self.scale)

@@ -65,6 +65,7 @@ def run_episodes(
     act: Callable[[Tensor], Tensor] | None = None,
     max_steps: int = 100_000,
     latent_scale: float = 1.0,
+    value_scale: float | Tensor = 1.0,
 ) -> Episodes:
     """Runs one episode in each env of ``env``, reset with ``seed``.
 
@@ -83,6 +84,9 @@ def run_episodes(
         max_steps: a RuntimeError if some episode has not ended after this many steps.
         latent_scale: sampled actions draw the flow's latent at this scale (1: the policy itself;
             see :meth:`FlowPolicy.sample`); the value calibration still uses ``log pi``.
+        value_scale: the reward scale the flow's values are in (:class:`~meow.modules.RewardScale`;
+            1: raw rewards): ``V`` and the entropy terms are multiplied by it, so that the value
+            calibration is in the task's own reward units.
     """
     policy.eval()
     n = env.num_envs
@@ -93,7 +97,7 @@ def run_episodes(
     with isolated_rng(seed):
         obs = env.reset(seed=seed).to(device)
         if not deterministic:
-            value_v0 = policy.values(normalizer(obs)).min(0).values
+            value_v0 = value_scale * policy.values(normalizer(obs)).min(0).values
         discount = 1.0
         for _ in range(max_steps):
             if deterministic:
@@ -106,12 +110,12 @@ def run_episodes(
             terminated, truncated = result.terminated.to(device), result.truncated.to(device)
             returns += torch.where(running, rewards, torch.zeros_like(rewards))
             if not deterministic:
-                soft = rewards - policy.alpha * log_prob
+                soft = rewards - value_scale * policy.alpha * log_prob
                 soft_return += torch.where(running, discount * soft, torch.zeros_like(soft))
                 # A time-out cuts the sum that the critic's target would have bootstrapped: add
                 # gamma^T V(s_T) at the true final observation, as the learner's target does.
                 timeout = running & truncated & ~terminated
-                next_v = policy.values(normalizer(result.next_obs.to(device))).min(0).values
+                next_v = value_scale * policy.values(normalizer(result.next_obs.to(device))).min(0).values
                 soft_return += torch.where(timeout, discount * gamma * next_v, torch.zeros_like(next_v))
             running &= ~(terminated | truncated)
             obs = result.obs.to(device)

@@ -15,7 +15,7 @@ from torch import Tensor
 from meow.algorithms import MEow
 from meow.algorithms.capture import resolve_capture
 from meow.envs.protocol import StepResult, VecEnv
-from meow.modules import EmpiricalNormalization, build_policy
+from meow.modules import EmpiricalNormalization, RewardScale, build_policy
 from meow.runners.checkpoint import (
     FORMAT,
     CheckpointError,
@@ -160,6 +160,17 @@ class OffPolicyRunner:
             if a.normalize_obs
             else None
         )
+        reward_scale = (
+            RewardScale(
+                env.num_envs,
+                a.gamma,
+                a.reward_norm_max,
+                reduce_moments=reduce_moments,
+                reduce_max=dist.max_ if dist is not None else None,
+            ).to(self.device)
+            if a.reward_norm
+            else None
+        )
         self.alg = MEow(
             policy,
             normalizer,
@@ -174,12 +185,10 @@ class OffPolicyRunner:
             ),
             matmul_precision=a.matmul_precision,
             grad_sync=dist.gradient_sync() if dist is not None else None,
-            weight_decay=a.weight_decay,
             target_entropy=a.target_entropy * env.action_dim if a.alpha_autotune else None,
             alpha_lr=a.alpha_lr,
-            target_bound=a.target_bound,
+            reward_scale=reward_scale,
             log_prob_floor=a.log_prob_floor,
-            log_prob_floor_scope=a.log_prob_floor_scope,
         )
         self.buffer = ReplayBuffer(
             cfg.buffer.capacity,
@@ -238,6 +247,7 @@ class OffPolicyRunner:
             act=lambda obs: self.alg.act(obs, deterministic=True),
             max_steps=max_steps,
             latent_scale=latent_scale,
+            value_scale=self.alg.reward_scale.scale if self.cfg.algo.reward_norm else 1.0,
         )
 
     def _eval_seed(self) -> int:
@@ -451,6 +461,8 @@ class OffPolicyRunner:
             on_step(result)
 
         done = result.terminated | result.truncated
+        if self.cfg.algo.reward_norm:
+            self.alg.reward_scale.update(result.rewards, done)
         self._episode_return += result.rewards
         self._episode_length += 1
         # Masked sums, not boolean indexing: no host synchronisation on GPU.
@@ -491,6 +503,8 @@ class OffPolicyRunner:
         loop.window.zero_()
         if loop.metrics:
             logged.update(self._policy_stats(loop.acted_on))
+        if self.cfg.algo.reward_norm:
+            logged["charts/reward_scale"] = self.alg.reward_scale.scale.item()
         # Per-episode reward terms and termination causes that Isaac Lab reports.
         for tag, value in getattr(self.env, "episode_log", {}).items():
             logged[tag] = float(value)
