@@ -117,6 +117,22 @@ def _raise_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def save_interrupted(runner, why: str = "") -> int:
+    """After a stop signal: a checkpoint of the current step, one line, exit status 130."""
+    from meow.runners import CheckpointWriteError
+
+    # A scheduler may signal again while the checkpoint is written: finish writing it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        path = runner.save()
+    except (CheckpointWriteError, FloatingPointError) as err:
+        print(f"\nerror: interrupted, and {err}", file=sys.stderr)
+        return 1
+    print(f"\n[meow] interrupted at env step {runner.global_step:,}{why}; saved {path}")
+    return 130
+
+
 def check_run_dir(run_dir: Path, resuming: Path | None) -> None:
     """Raises a one-line ValueError unless ``--run_dir`` can take this run.
 
@@ -354,11 +370,13 @@ def main(argv: list[str] | None = None) -> int:
 
     # Ctrl-C, and the SIGTERM a cluster scheduler sends before it kills a job, save a checkpoint:
     # the runner stops at the start of its next iteration (an evaluation under way is finished
-    # and logged, so the resumed run misses none); a second signal stops at once.
+    # and logged, so the resumed run misses none); a second signal, or one while the first update
+    # compiles (nothing of the learner has changed yet), stops at once.
     def request_stop(signum, frame) -> None:
-        if runner.stop_requested:
-            raise KeyboardInterrupt(f"signal {signum}")
+        interrupt = runner.stop_requested or runner.interruptible
         runner.stop_requested = True
+        if interrupt:
+            raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
@@ -367,19 +385,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         runner.learn()
     except KeyboardInterrupt:
-        # A scheduler may signal again while the checkpoint is written: finish writing it.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        try:
-            path = runner.save()
-        except (CheckpointWriteError, FloatingPointError) as err:
-            print(f"\nerror: interrupted, and {err}", file=sys.stderr)
-            return 1
-        print(f"\n[meow] interrupted at env step {runner.global_step:,}; saved {path}")
-        return 130
+        return save_interrupted(runner)
     except (FloatingPointError, CheckpointWriteError, DistributedError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except Exception as err:
+        # The terminal's Ctrl-C reaches the whole process group: torch.compile's compiler children
+        # too, whose death then surfaces here as a compile error. The stop was asked for first.
+        if not runner.stop_requested:
+            raise
+        return save_interrupted(runner, f" (while {type(err).__name__} ended a compile)")
     finally:
         env.close()
         if eval_env is not None:

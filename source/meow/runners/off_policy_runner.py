@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -128,6 +129,10 @@ class OffPolicyRunner:
         """Set (e.g. by a signal handler) to stop :meth:`learn` at the start of its next iteration
         with ``KeyboardInterrupt``: an evaluation or checkpoint under way completes first, so a
         run resumed from the checkpoint written then misses none of its points."""
+        self.interruptible = False
+        """True while the first compiled ``act`` or update of the run executes (and compiles): until
+        that update's optimizer step nothing of the learner's state changes, so a signal handler
+        may interrupt there at once (``KeyboardInterrupt``) instead of waiting for the compile."""
         self.deadline: float | None = None
         """``time.monotonic()`` at which :meth:`learn` ends as if ``runner.total_steps`` were
         reached (e.g. set by scripts/train.py from its start and ``runner.max_minutes``); when
@@ -211,6 +216,7 @@ class OffPolicyRunner:
         # kept on the device so that checking every step costs no host synchronisation.
         self._env_fault = torch.full((2,), -1, dtype=torch.long, device=self.device)
         self._buffer_skip_noted = False
+        self._compile_noted = False
         self.evaluations: list[tuple[int, float, float]] = []
         """``(env step, mean return, std)`` of every deterministic evaluation in this process."""
         self.stochastic_evaluations: list[StochasticEvaluation] = []
@@ -444,7 +450,8 @@ class OffPolicyRunner:
         if self.global_step < self.cfg.runner.warmup_steps:
             actions = torch.rand(n, env.action_dim, device=self.device) * 2.0 - 1.0
         else:
-            actions = self.alg.act(obs)
+            with self._first_compiled_calls():
+                actions = self.alg.act(obs)
         result = env.step(actions)
         bad = torch.stack(
             (
@@ -476,12 +483,25 @@ class OffPolicyRunner:
         loop.progress.update(n * self.world_size)
         loop.min_stored += n  # len(self.buffer) alone, except that it stops growing at capacity
 
+    @contextmanager
+    def _first_compiled_calls(self) -> Iterator[None]:
+        """Sets :attr:`interruptible` for the calls that compile (those before the first update)."""
+        self.interruptible = self.alg.capture.mode == "compile" and self.num_updates == 0
+        if self.interruptible and not self._compile_noted and self.is_main:
+            print(f"[meow] compiling the action and the update at env step {self.global_step:,}", flush=True)
+            self._compile_noted = True
+        try:
+            yield
+        finally:
+            self.interruptible = False
+
     def _update(self, loop: _Loop) -> None:
         """``algo.updates_per_step`` updates, once warm-up is over and every rank holds a batch."""
         a = self.cfg.algo
         if self.global_step > self.cfg.runner.warmup_steps and loop.min_stored >= a.batch_size:
             for _ in range(a.updates_per_step):
-                loop.metrics = self.alg.update_from(self.buffer, a.batch_size)
+                with self._first_compiled_calls():
+                    loop.metrics = self.alg.update_from(self.buffer, a.batch_size)
                 self.num_updates += 1
 
     def _log(self, loop: _Loop, on_log: Callable[[dict[str, float]], None] | None) -> None:
