@@ -68,7 +68,7 @@ def environment() -> dict:
         "cuda_build": torch.version.cuda,
         "cuda_available": torch.cuda.is_available(),
         "isaaclab": find_spec("isaaclab") is not None,
-        "glibc": " ".join(platform.libc_ver()),  # the wheelhouse's isaaclab group needs 2.34
+        "glibc": " ".join(platform.libc_ver()),  # Isaac Lab's wheels need 2.35 (docs/GPU.md)
     }
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
