@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     from meow.config import ConfigError
     from meow.distributed import DistributedError, init_from_env
     from meow.envs import EnvKindError
-    from meow.runners import CheckpointError, CheckpointWriteError
+    from meow.runners import CheckpointError, CheckpointWriteError, StopRequested
 
     dist = None
     try:
@@ -370,8 +370,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # Ctrl-C, and the SIGTERM a cluster scheduler sends before it kills a job, save a checkpoint:
     # the runner stops at the start of its next iteration (an evaluation under way is finished
-    # and logged, so the resumed run misses none); a second signal, or one while the first update
-    # compiles (nothing of the learner has changed yet), stops at once.
+    # and logged, so the resumed run misses none; in a data-parallel run every rank at the same
+    # iteration); a second signal, or one while the first update compiles (nothing of the learner
+    # has changed yet), stops at once. One flag and one handler, on every rank.
     def request_stop(signum, frame) -> None:
         interrupt = runner.stop_requested or runner.interruptible
         runner.stop_requested = True
@@ -380,11 +381,14 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    if dist is not None:
-        dist.install_signal_handlers()  # ranks stop together, at the runner's next collective check
     try:
         runner.learn()
+    except StopRequested:
+        return save_interrupted(runner)
     except KeyboardInterrupt:
+        if dist is not None:  # the other ranks are not at this point: no collective checkpoint
+            print(f"\n[meow] stopped at once at env step {runner.global_step:,}; no checkpoint of this step")
+            return 130
         return save_interrupted(runner)
     except (FloatingPointError, CheckpointWriteError, DistributedError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -392,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:
         # The terminal's Ctrl-C reaches the whole process group: torch.compile's compiler children
         # too, whose death then surfaces here as a compile error. The stop was asked for first.
-        if not runner.stop_requested:
+        if not runner.stop_requested or dist is not None:
             raise
         return save_interrupted(runner, f" (while {type(err).__name__} ended a compile)")
     finally:

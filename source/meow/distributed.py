@@ -40,7 +40,6 @@ import atexit
 import contextlib
 import gc
 import os
-import signal
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
@@ -105,9 +104,6 @@ class DistContext:
         self.local_rank = local_rank
         self.timeout_s = timeout_s
         self.check_every = check_every
-        self.stop_requested = False
-        """Set by the signal handlers of :meth:`install_signal_handlers`; acted on collectively."""
-        self.stop_signal: int | None = None
         self.healthy = True
         """False once a collective failed: the group is then torn down without a goodbye."""
 
@@ -132,17 +128,6 @@ class DistContext:
             cfg.device = f"cuda:{self.local_rank}"
             torch.cuda.set_device(self.local_rank)
         cfg.seed = int(cfg.seed) + self.rank * int(cfg.env.num_envs)
-
-    def install_signal_handlers(self) -> None:
-        """SIGTERM and SIGINT set :attr:`stop_requested` instead of interrupting: the ranks stop
-        together at the next collective check, and rank 0 writes one checkpoint."""
-
-        def request_stop(signum, frame) -> None:
-            self.stop_requested = True
-            self.stop_signal = signum
-
-        signal.signal(signal.SIGTERM, request_stop)
-        signal.signal(signal.SIGINT, request_stop)
 
     # ------------------------------------------------------------ collectives
     def _fail(self, what: str, err: BaseException) -> DistributedError:

@@ -264,3 +264,63 @@ def test_reward_normalisation_leaves_the_logged_returns_raw(multigoal_cfg):
         scale = runner.alg.reward_scale
     assert logged["true"] == logged["false"] and logged["true"]
     assert abs(scale.scale.item() - 1.0) > 0.1  # the scale moved, yet the logs did not
+
+
+class _CountingEnv:
+    """Env ``i`` pays ``i + 1`` per step and ends its episode after ``i + 2`` steps, alternately by
+    termination and by time-out: every episode's return and length are known."""
+
+    obs_dim, action_dim = 2, 1
+
+    def __init__(self, num_envs: int) -> None:
+        self.num_envs, self.device = num_envs, torch.device("cpu")
+        self.lengths = torch.arange(num_envs) + 2
+        self.t = torch.zeros(num_envs, dtype=torch.long)
+        self.episodes = torch.zeros(num_envs, dtype=torch.long)
+
+    def reset(self, seed=None) -> torch.Tensor:
+        self.t.zero_()
+        return torch.zeros(self.num_envs, 2)
+
+    def step(self, actions):
+        from meow.envs.protocol import StepResult
+
+        self.t += 1
+        done = self.t >= self.lengths
+        odd = self.episodes % 2 == 1
+        self.episodes += done.long()
+        obs = torch.stack((self.t.float(), self.lengths.float()), 1)
+        self.t.masked_fill_(done, 0)
+        rewards = (torch.arange(self.num_envs) + 1).float()
+        return StepResult(obs, rewards, done & ~odd, done & odd, obs)
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_logged_episode_statistics_are_the_finished_episodes_means(multigoal_cfg):
+    """Over each log window the logged return and length are the means over every episode that
+    ended in it, across envs: a runner that kept returns across episodes, or summed only some
+    envs, logs other numbers."""
+    n, interval = 3, 60  # 20 vectorized steps a window
+    cfg = multigoal_cfg(
+        f"env.num_envs={n}",
+        "runner.total_steps=240",
+        f"runner.log_interval={interval}",
+        "runner.warmup_steps=240",
+    )
+    cfg.env.obs_dim, cfg.env.action_dim = 2, 1
+    runner = OffPolicyRunner(cfg, _CountingEnv(n))
+    seen = []
+    runner.learn(on_log=seen.append)
+    assert len(seen) == 4
+    lengths = [i + 2 for i in range(n)]
+    for window, logged in enumerate(seen):
+        start, end = window * 20, (window + 1) * 20  # vectorized steps, 1-based ends in (start, end]
+        episodes = [
+            (i, k) for i, length in enumerate(lengths) for k in range(start // length + 1, end // length + 1)
+        ]
+        returns = [(i + 1) * lengths[i] for i, _ in episodes]
+        ends = [lengths[i] for i, _ in episodes]
+        assert logged["charts/episodic_return"] == pytest.approx(sum(returns) / len(returns))
+        assert logged["charts/episodic_length"] == pytest.approx(sum(ends) / len(ends))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -16,10 +16,16 @@ from meow.algorithms.capture import (
     flat_optimizer_state,
     flatten_parameters,
     over_flat_parameters,
+    resolve_capture,
     set_matmul_precision,
 )
-from meow.modules import FlowPolicy
+from meow.modules import EmpiricalNormalization, FlowPolicy, RewardScale, build_policy
 from meow.storage import TransitionBatch
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from meow.distributed import DistContext
 
 __all__ = ["CAPTURE_MODES", "MATMUL_PRECISIONS", "GradientSync", "MEow", "WindowSampler"]
 
@@ -174,6 +180,59 @@ class MEow:
         # costs more than their arithmetic; compiled it is a few calls.
         self._act_fn = (
             self.capture.compile(self._act) if compiled and self.device.type == "cpu" else self._act
+        )
+
+    @classmethod
+    def from_config(
+        cls,
+        cfg: DictConfig,
+        obs_dim: int,
+        action_dim: int,
+        num_envs: int,
+        *,
+        planned_updates: int,
+        dist: DistContext | None = None,
+    ) -> MEow:
+        """The learner ``cfg.algo`` describes, on ``cfg.device``, for ``num_envs`` envs of this rank.
+
+        Args:
+            planned_updates: updates the run will take (``algo.capture=auto`` compiles long CPU runs).
+            dist: this process's rank of a data-parallel run: statistics and gradients are merged
+                over ranks; None for a single process.
+        """
+        a, device = cfg.algo, torch.device(cfg.device)
+        reduce_moments = dist.reduce_moments if dist is not None else None
+        normalizer = (
+            EmpiricalNormalization(obs_dim, reduce_moments=reduce_moments).to(device)
+            if a.normalize_obs
+            else None
+        )
+        reward_scale = (
+            RewardScale(
+                num_envs,
+                a.gamma,
+                a.reward_norm_max,
+                reduce_moments=reduce_moments,
+                reduce_max=dist.max_ if dist is not None else None,
+            ).to(device)
+            if a.reward_norm
+            else None
+        )
+        return cls(
+            build_policy(cfg, obs_dim, action_dim).to(device),
+            normalizer,
+            lr=a.lr,
+            gamma=a.gamma,
+            tau=a.tau,
+            grad_clip=a.grad_clip,
+            n_step=a.n_step,
+            capture=resolve_capture(a.capture, device, planned_updates),
+            matmul_precision=a.matmul_precision,
+            grad_sync=dist.gradient_sync() if dist is not None else None,
+            target_entropy=a.target_entropy * action_dim if a.alpha_autotune else None,
+            alpha_lr=a.alpha_lr,
+            reward_scale=reward_scale,
+            log_prob_floor=a.log_prob_floor,
         )
 
     # ------------------------------------------------------------------- the loss (the paper)

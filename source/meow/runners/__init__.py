@@ -9,12 +9,13 @@ from meow.runners.checkpoint import (
     read_checkpoint,
     safe_load,
 )
-from meow.runners.off_policy_runner import OffPolicyRunner
+from meow.runners.off_policy_runner import OffPolicyRunner, StopRequested
 
 __all__ = [
     "CheckpointError",
     "CheckpointWriteError",
     "OffPolicyRunner",
+    "StopRequested",
     "find_checkpoint",
     "read_checkpoint",
     "safe_load",

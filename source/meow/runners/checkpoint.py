@@ -141,3 +141,68 @@ def prune_checkpoints(run_dir: Path, keep: int) -> list[Path]:
     for p in old:
         p.unlink(missing_ok=True)
     return old
+
+
+BUFFER_FILE = "replay_buffer.pt"
+"""The replay buffer saved beside a run's newest checkpoint."""
+
+
+def one_line(err: BaseException) -> str:
+    """An exception as one short line (torch's and the OS's messages span several)."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def write_checkpoint(state: dict, path: Path) -> None:
+    """Writes ``state`` to ``path`` atomically; :class:`CheckpointWriteError` (one line, naming the
+    previous checkpoint, which stays intact) when it cannot."""
+    from meow.utils.io import atomic_torch_save
+
+    try:
+        atomic_torch_save(state, path)
+    except (OSError, RuntimeError) as err:
+        previous = [p for _, p in run_checkpoints(path.parent) if p != path]
+        kept = f"the previous checkpoint {previous[-1]} is intact" if previous else "no earlier checkpoint"
+        raise CheckpointWriteError(f"cannot write checkpoint {path}: {one_line(err)}; {kept}") from None
+
+
+def save_replay_buffer(buffer: Any, target: Path, global_step: int, limit_gib: float, quiet: bool) -> bool:
+    """Writes ``buffer`` in place (no copy of it on the device) with the step it belongs to, or says
+    in one line why not (a buffer above ``limit_gib``: once, unless ``quiet``). Returns whether the
+    size notice has been given."""
+    size = buffer.filled_nbytes
+    if size > limit_gib * 2**30:
+        if not quiet:
+            print(
+                f"[meow] replay buffer not saved: {size / 2**30:.2f} GiB is above "
+                f"runner.save_buffer_max_gib={limit_gib}; --resume refills it before updates resume"
+            )
+        return True
+    print(f"[meow] saving the replay buffer ({size / 2**20:,.1f} MiB) to {target}")
+    from meow.utils.io import atomic_torch_save
+
+    try:
+        atomic_torch_save({"global_step": global_step, **buffer.state_dict()}, target)
+    except (OSError, RuntimeError) as err:
+        print(f"[meow] replay buffer not saved: {one_line(err)}; --resume refills it before updates resume")
+    return quiet
+
+
+def load_replay_buffer(buffer: Any, path: Path, src: str, global_step: int) -> None:
+    """Restores the replay buffer saved with checkpoint ``src`` at ``global_step``, or says in one
+    line why it refills (none saved, another step's, damaged: then it is emptied)."""
+    refill = "it refills before updates resume"
+    if not path.is_file():
+        print(f"[meow] no replay buffer saved beside {src}; {refill}")
+        return
+    try:
+        # Mapped from the file, copied field by field: no second copy of the buffer on the device.
+        data = safe_load(path, "cpu", mmap=True)
+        if not isinstance(data, dict) or data.get("global_step") != global_step:
+            step = data.get("global_step") if isinstance(data, dict) else None
+            print(f"[meow] {path} holds env step {step}, not {global_step:,}; {refill}")
+            return
+        buffer.load_state_dict(data)
+    except (CheckpointError, ValueError, KeyError, RuntimeError) as err:
+        buffer.clear()
+        print(f"[meow] replay buffer {path} is damaged ({one_line(err)}); {refill}")

@@ -14,28 +14,28 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from meow.algorithms import MEow
-from meow.algorithms.capture import resolve_capture
 from meow.envs.protocol import StepResult, VecEnv
-from meow.modules import EmpiricalNormalization, RewardScale, build_policy
+from meow.modules import build_policy
 from meow.runners.checkpoint import (
+    BUFFER_FILE,
     FORMAT,
     CheckpointError,
-    CheckpointWriteError,
     load_learner_state,
+    load_replay_buffer,
     prune_checkpoints,
     run_checkpoints,
-    safe_load,
+    save_replay_buffer,
+    write_checkpoint,
 )
 from meow.runners.evaluation import Episodes, StochasticEvaluation, eval_passes, run_episodes
 from meow.runners.progress import Progress
 from meow.storage import ReplayBuffer
-from meow.utils.io import atomic_torch_save
 from meow.utils.seeding import get_rng_state, seed_everything, set_rng_state
 
 if TYPE_CHECKING:
     from meow.distributed import DistContext
 
-__all__ = ["OffPolicyRunner", "budget_deadline", "build_policy"]
+__all__ = ["OffPolicyRunner", "StopRequested", "budget_deadline", "build_policy"]
 
 
 def planned_updates(cfg: DictConfig, steps_per_iteration: int) -> int:
@@ -57,6 +57,11 @@ def budget_deadline(max_minutes: float, start: float | None = None) -> float | N
 
 SATURATED = 0.99
 """``|a|`` from which an action component counts as on the tanh bounds (``policy/saturated``)."""
+
+
+class StopRequested(KeyboardInterrupt):
+    """:meth:`OffPolicyRunner.learn` stopped at an iteration's start because :attr:`stop_requested`
+    was set (in a data-parallel run: on some rank, and every rank stops at the same iteration)."""
 
 
 @dataclass
@@ -127,8 +132,9 @@ class OffPolicyRunner:
         (rank 0 writes, the others wait for it), so that all ranks pass the same points."""
         self.stop_requested = False
         """Set (e.g. by a signal handler) to stop :meth:`learn` at the start of its next iteration
-        with ``KeyboardInterrupt``: an evaluation or checkpoint under way completes first, so a
-        run resumed from the checkpoint written then misses none of its points."""
+        with :class:`StopRequested` (in a data-parallel run: every rank, at the next stop check):
+        an evaluation or checkpoint under way completes first, so a run resumed from the
+        checkpoint written then misses none of its points."""
         self.interruptible = False
         """True while the first compiled ``act`` or update of the run executes (and compiles): until
         that update's optimizer step nothing of the learner's state changes, so a signal handler
@@ -157,43 +163,10 @@ class OffPolicyRunner:
                     f"env.{key}={want} in the task settings, but {cfg.env.id} has {got}; "
                     f"a different task version? set env.{key}={got} (or 0) if that is intended"
                 )
-        a = cfg.algo
-        policy = build_policy(cfg, env.obs_dim, env.action_dim).to(self.device)
-        reduce_moments = dist.reduce_moments if dist is not None else None
-        normalizer = (
-            EmpiricalNormalization(env.obs_dim, reduce_moments=reduce_moments).to(self.device)
-            if a.normalize_obs
-            else None
-        )
-        reward_scale = (
-            RewardScale(
-                env.num_envs,
-                a.gamma,
-                a.reward_norm_max,
-                reduce_moments=reduce_moments,
-                reduce_max=dist.max_ if dist is not None else None,
-            ).to(self.device)
-            if a.reward_norm
-            else None
-        )
-        self.alg = MEow(
-            policy,
-            normalizer,
-            lr=a.lr,
-            gamma=a.gamma,
-            tau=a.tau,
-            grad_clip=a.grad_clip,
-            n_step=a.n_step,
-            # auto: how long the run is decides whether compiling pays on the CPU
-            capture=resolve_capture(
-                a.capture, self.device, planned_updates(cfg, env.num_envs * self.world_size)
-            ),
-            matmul_precision=a.matmul_precision,
-            grad_sync=dist.gradient_sync() if dist is not None else None,
-            target_entropy=a.target_entropy * env.action_dim if a.alpha_autotune else None,
-            alpha_lr=a.alpha_lr,
-            reward_scale=reward_scale,
-            log_prob_floor=a.log_prob_floor,
+        # auto: how long the run is decides whether compiling pays on the CPU
+        updates = planned_updates(cfg, env.num_envs * self.world_size)
+        self.alg = MEow.from_config(
+            cfg, env.obs_dim, env.action_dim, env.num_envs, planned_updates=updates, dist=dist
         )
         self.buffer = ReplayBuffer(
             cfg.buffer.capacity,
@@ -369,7 +342,7 @@ class OffPolicyRunner:
             on_log: called with the scalars of every log interval, after they are written.
 
         Raises:
-            KeyboardInterrupt: :attr:`stop_requested` was set (in a data-parallel run: on any rank).
+            StopRequested: :attr:`stop_requested` was set (in a data-parallel run: on any rank).
             FloatingPointError: the environment or the learner produced NaN or inf.
         """
         r = self.cfg.runner
@@ -421,17 +394,15 @@ class OffPolicyRunner:
         collectives, which every rank reaches at the same iterations.
 
         Raises:
-            KeyboardInterrupt: :attr:`stop_requested` was set (in a data-parallel run: a stop was
+            StopRequested: :attr:`stop_requested` was set (in a data-parallel run: a stop was
                 requested on any rank).
         """
         if self.global_step >= self.cfg.runner.total_steps:
             return True
         dist = self.dist
         on_cadence = dist is None or loop.iteration % dist.check_every == 0
-        if dist is not None and on_cadence and dist.any(dist.stop_requested):
-            raise KeyboardInterrupt("stop requested on a rank")
-        if dist is None and self.stop_requested:
-            raise KeyboardInterrupt("stop requested")
+        if on_cadence and (self.stop_requested if dist is None else dist.any(self.stop_requested)):
+            raise StopRequested("stop requested")
         if loop.deadline is not None and on_cadence:
             spent = time.monotonic() >= loop.deadline
             if dist is not None:  # ranks stop at the same iteration: spent when it is on any
@@ -643,39 +614,19 @@ class OffPolicyRunner:
                 raise ValueError("no path given and the runner has no log directory")
             path = self.log_dir / self.checkpoint_name(self.global_step)
         path = Path(path)
-        try:
-            atomic_torch_save(self.state_dict(), path)
-        except (OSError, RuntimeError) as err:
-            previous = [p for _, p in run_checkpoints(path.parent) if p != path]
-            kept = (
-                f"the previous checkpoint {previous[-1]} is intact" if previous else "no earlier checkpoint"
-            )
-            raise CheckpointWriteError(f"cannot write checkpoint {path}: {_one_line(err)}; {kept}") from None
+        write_checkpoint(self.state_dict(), path)
         r = self.cfg.runner
         if r.save_buffer:
-            self._save_buffer(path.parent / "replay_buffer.pt")
+            self._buffer_skip_noted = save_replay_buffer(
+                self.buffer,
+                path.parent / BUFFER_FILE,
+                self.global_step,
+                r.save_buffer_max_gib,
+                quiet=self._buffer_skip_noted,
+            )
         if path.parent == self.log_dir:
             prune_checkpoints(path.parent, r.keep_checkpoints)
         return path
-
-    def _save_buffer(self, target: Path) -> None:
-        """Writes the replay buffer in place (no copy of it on the device), or says why not."""
-        size, limit = self.buffer.filled_nbytes, self.cfg.runner.save_buffer_max_gib
-        if size > limit * 2**30:
-            if not self._buffer_skip_noted:
-                print(
-                    f"[meow] replay buffer not saved: {size / 2**30:.2f} GiB is above "
-                    f"runner.save_buffer_max_gib={limit}; --resume refills it before updates resume"
-                )
-                self._buffer_skip_noted = True
-            return
-        print(f"[meow] saving the replay buffer ({size / 2**20:,.1f} MiB) to {target}")
-        try:
-            atomic_torch_save({"global_step": self.global_step, **self.buffer.state_dict()}, target)
-        except (OSError, RuntimeError) as err:
-            print(
-                f"[meow] replay buffer not saved: {_one_line(err)}; --resume refills it before updates resume"
-            )
 
     def load(self, ckpt: dict) -> None:
         """Restores a checkpoint read by :func:`meow.runners.read_checkpoint` into this runner."""
@@ -711,28 +662,4 @@ class OffPolicyRunner:
         else:
             # Simulator state is not saved: start fresh episodes from here.
             self._obs = self.env.reset(seed=self.cfg.seed + self.global_step).to(self.device)
-        self._load_buffer(Path(src).parent / "replay_buffer.pt", src)
-
-    def _load_buffer(self, path: Path, src: str) -> None:
-        """Restores the replay buffer saved with the checkpoint, or says in one line why it refills."""
-        refill = "it refills before updates resume"
-        if not path.is_file():
-            print(f"[meow] no replay buffer saved beside {src}; {refill}")
-            return
-        try:
-            # Mapped from the file, copied field by field: no second copy of the buffer on the device.
-            data = safe_load(path, "cpu", mmap=True)
-            if not isinstance(data, dict) or data.get("global_step") != self.global_step:
-                step = data.get("global_step") if isinstance(data, dict) else None
-                print(f"[meow] {path} holds env step {step}, not {self.global_step:,}; {refill}")
-                return
-            self.buffer.load_state_dict(data)
-        except (CheckpointError, ValueError, KeyError, RuntimeError) as err:
-            self.buffer.clear()
-            print(f"[meow] replay buffer {path} is damaged ({_one_line(err)}); {refill}")
-
-
-def _one_line(err: BaseException) -> str:
-    """An exception as one short line (torch's and the OS's messages span several)."""
-    text = " ".join(str(err).split()) or type(err).__name__
-    return text if len(text) <= 200 else text[:197] + "..."
+        load_replay_buffer(self.buffer, Path(src).parent / BUFFER_FILE, src, self.global_step)
