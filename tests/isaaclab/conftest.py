@@ -1,7 +1,7 @@
 """Isaac Lab 3.0 tests: real tasks on the kit-less Newton engine on CPU.
 
 Isaac Lab reads ``ISAACSIM_ASSET_ROOT`` when it is first imported, so the local asset root
-(ground plane, Ant and Humanoid built from the ``newton`` package) is built and exported here,
+(the ground and every robot :mod:`meow_isaac.assets` can build) is built and exported here,
 before any test module imports Isaac Lab. Without Isaac Lab in this Python the tests are
 skipped, unless ``MEOW_REQUIRE_ISAACLAB=1`` (set by CI), which makes that an error.
 """

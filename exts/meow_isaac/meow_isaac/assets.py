@@ -2,9 +2,11 @@
 
 Isaac Lab reads every USD file from the asset root named by ``ISAACSIM_ASSET_ROOT`` (NVIDIA's
 server by default). An offline machine needs a local root holding the same relative paths.
-:func:`build_local_asset_root` writes one from the ``newton`` package's example assets, enough
-for ``Isaac-Ant`` and ``Isaac-Humanoid``; :func:`missing_assets` lists what a task would
-still fail to find, so the error comes before the simulator starts.
+:func:`build_local_asset_root` writes one: the ground, Ant and Humanoid from the ``newton``
+package's example assets, and the robots of :mod:`meow_isaac.robots` (ANYmal-C, the Allegro
+hand) from robot descriptions in wheels of the package index (:mod:`meow_isaac.descriptions`)
+when those wheels are there, with the Allegro task's DexCube. :func:`missing_assets` lists what
+a task would still fail to find, so the error comes before the simulator starts.
 
     python -m meow_isaac.assets /data/isaac_assets     # then: export ISAACSIM_ASSET_ROOT=/data/isaac_assets
 """
@@ -20,6 +22,10 @@ from typing import Any
 GROUND = "Isaac/IsaacLab/Environments/Grid/default_ground_plane_checker_v1/default_ground_plane.usda"
 ANT = "Isaac/Robots/IsaacSim/Ant/ant_instanceable.usd"
 HUMANOID = "Isaac/Robots/IsaacSim/Humanoid/humanoid_instanceable.usd"
+ANYMAL_C = "Isaac/IsaacLab/Robots/ANYbotics/ANYmal-C/anymal_c.usd"
+ARROW = "Isaac/Props/UIElements/arrow_x.usd"
+ALLEGRO = "Isaac/Robots/WonikRobotics/AllegroHand/allegro_hand_instanceable.usd"
+DEX_CUBE = "Isaac/Props/Blocks/DexCube/dex_cube_instanceable.usd"
 
 _GROUND_USDA = """#usda 1.0
 (
@@ -41,6 +47,36 @@ def Xform "GroundPlane"
 }
 """
 
+# The marker of the velocity tasks' commands (visual only): a shaft and a head along +X.
+_ARROW_USDA = """#usda 1.0
+(
+    defaultPrim = "arrow"
+    metersPerUnit = 1
+    upAxis = "Z"
+)
+
+def Xform "arrow"
+{
+    def Cylinder "shaft"
+    {
+        uniform token axis = "X"
+        double height = 0.8
+        double radius = 0.05
+        double3 xformOp:translate = (0.4, 0, 0)
+        uniform token[] xformOpOrder = ["xformOp:translate"]
+    }
+
+    def Cone "head"
+    {
+        uniform token axis = "X"
+        double height = 0.2
+        double radius = 0.1
+        double3 xformOp:translate = (0.9, 0, 0)
+        uniform token[] xformOpOrder = ["xformOp:translate"]
+    }
+}
+"""
+
 # newton's humanoid names five joints after the child link's parent; Isaac Lab's Humanoid
 # config matches joints by the names in NVIDIA's own file.
 _HUMANOID_JOINT_RENAMES = {
@@ -52,8 +88,18 @@ _HUMANOID_JOINT_RENAMES = {
 }
 
 
-BUILDABLE = (GROUND, ANT, HUMANOID)
-"""The asset-root files :func:`build_local_asset_root` writes (paths relative to the root)."""
+LABELS = {
+    GROUND: "ground",
+    ARROW: "command arrow",
+    ANT: "Ant",
+    HUMANOID: "Humanoid",
+    ANYMAL_C: "ANYmal-C",
+    ALLEGRO: "Allegro hand",
+    DEX_CUBE: "DexCube",
+}
+"""What each asset-root file :func:`build_local_asset_root` can write holds."""
+BUILDABLE = tuple(LABELS)
+"""The asset-root files :func:`build_local_asset_root` can write (paths relative to the root)."""
 
 
 class AssetError(FileNotFoundError):
@@ -82,8 +128,35 @@ def _humanoid_usda(text: str) -> str:
     return text
 
 
+def described_robots() -> dict[str, Any]:
+    """``{asset-root file: module}`` of the robots built from description wheels; each module
+    has ``SOURCE`` (a :class:`meow_isaac.descriptions.Source`) and ``build_usda() -> str``."""
+    from meow_isaac.robots import allegro, anymal_c  # not at the top: the robot modules import this one
+
+    return {ANYMAL_C: anymal_c, ALLEGRO: allegro}
+
+
+def description_missing(rel: str) -> AssetError | None:
+    """Why ``rel`` cannot be built here (its robot's description wheel is absent), or None."""
+    from meow_isaac.descriptions import find_wheel
+
+    robot = described_robots().get(rel)
+    if robot is None:
+        return None
+    try:
+        find_wheel(robot.SOURCE)
+    except AssetError as err:
+        return err
+    return None
+
+
+def buildable_now() -> list[str]:
+    """The files of :data:`BUILDABLE` this machine can write (robots only with their wheel)."""
+    return [rel for rel in BUILDABLE if description_missing(rel) is None]
+
+
 def build_local_asset_root(root: str | Path) -> Path:
-    """Writes the ground plane, Ant and Humanoid under ``root`` in Isaac Lab's layout.
+    """Writes the files of :func:`buildable_now` under ``root`` in Isaac Lab's layout.
 
     Existing files are left as they are. Returns ``root`` (point ``ISAACSIM_ASSET_ROOT`` at it).
     """
@@ -91,15 +164,18 @@ def build_local_asset_root(root: str | Path) -> Path:
     src = _newton_assets()
     files = {
         GROUND: lambda: _GROUND_USDA,
+        ARROW: lambda: _ARROW_USDA,
         ANT: lambda: (src / "ant.usda").read_text(),
         HUMANOID: lambda: _humanoid_usda((src / "humanoid.usda").read_text()),
     }
-    for rel, make in files.items():
+    files.update({rel: robot.build_usda for rel, robot in described_robots().items()})
+    files[DEX_CUBE] = described_robots()[ALLEGRO].cube_usda
+    for rel in buildable_now():
         path = root / rel
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text(make())
+            tmp.write_text(files[rel]())
             os.replace(tmp, path)
     return root
 
@@ -146,8 +222,14 @@ def check_assets(env_cfg: Any, task: str) -> None:
             + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
             + f"; ISAACSIM_ASSET_ROOT={root}. Point ISAACSIM_ASSET_ROOT at a local copy of NVIDIA's "
             "Isaac assets (see docs/ISAACLAB.md, 'Offline machines'); "
-            "`python -m meow_isaac.assets DIR` builds one with the ground, Ant and Humanoid"
+            f"`python -m meow_isaac.assets DIR` builds one with {labels(BUILDABLE)}"
         )
+
+
+def labels(rels: list[str] | tuple[str, ...]) -> str:
+    """``ground, Ant and Humanoid``: what the asset-root files ``rels`` hold."""
+    names = [LABELS[rel] for rel in rels]
+    return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else "".join(names)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -156,9 +238,14 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m meow_isaac.assets DIR", file=sys.stderr)
         return 2
     root = build_local_asset_root(argv[0])
-    print(f"wrote the ground plane, Ant and Humanoid under {root}\nexport ISAACSIM_ASSET_ROOT={root}")
+    for rel in BUILDABLE:
+        if err := description_missing(rel):
+            print(f"skipped {LABELS[rel]}: {err}", file=sys.stderr)
+    print(f"wrote {labels(buildable_now())} under {root}\nexport ISAACSIM_ASSET_ROOT={root}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from meow_isaac import assets  # the imported module: its AssetError is the one the robot builders raise
+
+    sys.exit(assets.main())

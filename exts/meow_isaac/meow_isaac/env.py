@@ -143,18 +143,23 @@ def offline_first_env_cfg(
     ``ISAACSIM_ASSET_ROOT`` and with Isaac Lab's server out of reach, the local root is set (also
     for the processes this one starts) and given the files the task needs
     (:mod:`meow_isaac.offline`). Must run before Isaac Lab's task configs are first imported.
+    ANYmal's actuator network, when its file is absent, becomes Isaac Lab's DC-motor model
+    (:func:`meow_isaac.robots.anymal_c.actuator_note`), said in one line.
 
     Raises:
         meow_isaac.assets.AssetError: a USD file the task needs does not exist (one line).
     """
     from meow_isaac.assets import check_assets
     from meow_isaac.offline import choose_asset_root
+    from meow_isaac.robots.anymal_c import actuator_note
 
     offline = choose_asset_root()
     env_cfg = resolve_env_cfg(task, num_envs, device, with_default_physics(overrides), seed)
     if offline is not None:
         offline.provide(env_cfg, task)
     check_assets(env_cfg, task)
+    if note := actuator_note(env_cfg):
+        print(note, flush=True)
     return env_cfg
 
 

@@ -83,6 +83,6 @@ class IsaacLabKind(EnvKind):
         OmegaConf.save(cfg, run_dir / "params" / "agent.yaml", resolve=True)
 
     def rl_games_observer(self):
-        from isaaclab_rl.rl_games import IsaacAlgoObserver
+        from rl_games.common.algo_observer import IsaacAlgoObserver  # the observer Isaac Lab uses
 
         return IsaacAlgoObserver()

@@ -7,8 +7,9 @@ a task is created, :func:`choose_asset_root` decides, in a few seconds at most:
 - otherwise the local asset root in the cache directory (``MEOW_ISAAC_ASSET_CACHE``, default
   ``~/.cache/meow_isaac/assets``) becomes the asset root. Once the task's config is resolved,
   :meth:`OfflineRoot.provide` builds the files :mod:`meow_isaac.assets` can build (ground, Ant,
-  Humanoid) there the first time and reuses them afterwards, each time saying so in one line;
-  a task that needs any other file (ANYmal, Allegro) is a one-line error, with nothing written.
+  Humanoid; ANYmal-C and the Allegro hand from their description wheels) there the first time
+  and reuses them afterwards, each time saying so in one line; a task that needs any other file
+  (ANYmal-D), or a robot whose description wheel is absent, is a one-line error, with nothing written.
 """
 
 from __future__ import annotations
@@ -24,7 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from meow_isaac.assets import BUILDABLE, AssetError, build_local_asset_root, missing_assets
+from meow_isaac.assets import (
+    BUILDABLE,
+    AssetError,
+    build_local_asset_root,
+    buildable_now,
+    description_missing,
+    labels,
+    missing_assets,
+)
 
 CACHE_ENV = "MEOW_ISAAC_ASSET_CACHE"
 """Environment variable naming the directory of the local asset root built for offline runs."""
@@ -73,7 +82,8 @@ class OfflineRoot:
 
     def provide(self, env_cfg: Any, task: str) -> None:
         """Builds the files ``task`` needs under :attr:`root` (first time) or reuses them; raises
-        :class:`AssetError` (nothing written) when it needs a file that cannot be built here."""
+        :class:`AssetError` (nothing written) when it needs a file that cannot be built here:
+        not in :data:`~meow_isaac.assets.BUILDABLE`, or a robot whose description wheel is absent."""
         missing = [os.path.relpath(p, self.root) for p in missing_assets(env_cfg)]
         foreign = [p for p in missing if p not in BUILDABLE]
         if foreign:
@@ -82,13 +92,17 @@ class OfflineRoot:
                 f"{task} needs {foreign[0]}{more} from Isaac Lab's asset server {self.server}, which "
                 f"cannot be reached, and ISAACSIM_ASSET_ROOT is unset; copy NVIDIA's Isaac assets to a "
                 "directory and set ISAACSIM_ASSET_ROOT to it (docs/ISAACLAB.md, 'Offline machines'); "
-                "offline, meow_isaac builds only the ground, Ant and Humanoid itself"
+                f"offline, meow_isaac builds only {labels(BUILDABLE)} itself"
             )
+        for rel in missing:
+            if err := description_missing(rel):
+                raise AssetError(f"{task} needs {rel}, built offline from a robot description: {err}")
         t = time.perf_counter()
-        if missing or any(not (self.root / rel).is_file() for rel in BUILDABLE):
+        built = buildable_now()
+        if missing or any(not (self.root / rel).is_file() for rel in built):
             build_local_asset_root(self.root)
             took = time.perf_counter() - t
-            what = f"built the local asset root {self.root} (ground, Ant, Humanoid) in {took:.1f} s"
+            what = f"built the local asset root {self.root} ({labels(built)}) in {took:.1f} s"
         else:
             what = f"using the local asset root {self.root}, built earlier"
         print(

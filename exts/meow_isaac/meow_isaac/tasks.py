@@ -30,6 +30,8 @@ SAC_ENTRY_POINT = "rl_games_sac_cfg_entry_point"
 require_isaaclab()
 import isaaclab_tasks  # noqa: E402, F401  (registers Isaac Lab's own tasks first)
 
+from meow_isaac.robots.anymal_c import use_available_actuator_everywhere  # noqa: E402
+
 
 def isaac_task_files(task_dir: Path = TASK_DIR) -> dict[str, tuple[str, list[str]]]:
     """``{task file path: (Isaac Lab id, [aliases])}`` for every ``env.kind: isaaclab`` task file."""
@@ -93,4 +95,5 @@ def register_rl_games_algorithm() -> None:
 
 REGISTERED = register()
 register_rl_games_algorithm()
+use_available_actuator_everywhere()
 """Task ids (Isaac Lab 3.0 ids and 2.x aliases) that carry a MEow config entry point."""
