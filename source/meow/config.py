@@ -25,6 +25,7 @@ from meow.envs.registry import EnvKindError, all_task_dirs, get_kind
 from meow.modules.flow_policy import COUPLING_BIASES, Q_DROPOUTS, SHIFT_SCALES
 from meow.nn.layers import HIDDEN_NORMS
 from meow.runners.evaluation import EVAL_MODES
+from meow.utils.checks import check_choice, invalid
 
 ROOT = Path(os.environ.get("MEOW_ROOT", Path(__file__).resolve().parents[2]))
 """Repository root holding ``config/`` and ``tasks/`` (override with ``MEOW_ROOT``)."""
@@ -406,7 +407,20 @@ def _upgrade(saved: dict) -> dict:
 
 def _check(ok: bool, key: str, value: Any, valid: str) -> None:
     if not ok:
-        raise ConfigError(f"{key}={value} is invalid; valid: {valid}")
+        raise ConfigError(invalid(key, value, valid))
+
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "algo.capture": CAPTURE_MODES,
+    "algo.matmul_precision": MATMUL_PRECISIONS,
+    "algo.coupling_bias": COUPLING_BIASES,
+    "algo.q_dropout": Q_DROPOUTS,
+    "algo.shift_scale": SHIFT_SCALES,
+    "algo.head_norm": HIDDEN_NORMS,
+    "runner.eval_mode": EVAL_MODES,
+}
+"""The settings with a fixed set of values, each set declared once beside the code that acts on it
+(and checked there too, :func:`meow.utils.checks.check_choice`)."""
 
 
 def _float_keys(schema: type = Config, prefix: str = "") -> list[str]:
@@ -467,20 +481,15 @@ def validate(cfg: DictConfig) -> None:
         sizes = list(a[key])
         _check(all(s >= 1 for s in sizes), f"algo.{key}", sizes, "a list of positive layer sizes")
     _check(a.num_shift_heads >= 1, "algo.num_shift_heads", a.num_shift_heads, "an integer >= 1")
-    for key, choices in (("capture", CAPTURE_MODES), ("matmul_precision", MATMUL_PRECISIONS)):
-        _check(a[key] in choices, f"algo.{key}", a[key], " | ".join(choices))
+    for key, choices in CHOICES.items():
+        check_choice(key, OmegaConf.select(cfg, key), choices, ConfigError)
+    for key in CUDA_ONLY_ALGO:
         cuda_only, why, _, valid = CUDA_ONLY_ALGO[key]
         if a[key] == cuda_only and device.type != "cuda":
             raise ConfigError(
                 f"algo.{key}={cuda_only} needs CUDA{why}, but device={cfg.device}; valid on the CPU: {valid}"
             )
     _check(0 <= a.dropout < 1, "algo.dropout", a.dropout, "a number in [0, 1)")
-    _check(
-        a.coupling_bias in COUPLING_BIASES, "algo.coupling_bias", a.coupling_bias, " | ".join(COUPLING_BIASES)
-    )
-    _check(a.q_dropout in Q_DROPOUTS, "algo.q_dropout", a.q_dropout, " | ".join(Q_DROPOUTS))
-    _check(a.shift_scale in SHIFT_SCALES, "algo.shift_scale", a.shift_scale, " | ".join(SHIFT_SCALES))
-    _check(a.head_norm in HIDDEN_NORMS, "algo.head_norm", a.head_norm, " | ".join(HIDDEN_NORMS))
     _check(a.alpha_lr > 0, "algo.alpha_lr", a.alpha_lr, "a number > 0")
     _check(a.reward_norm_max > 0, "algo.reward_norm_max", a.reward_norm_max, "a number > 0 (SimbaV2's: 5)")
     _check(cfg.buffer.capacity >= 1, "buffer.capacity", cfg.buffer.capacity, "an integer >= 1")
@@ -494,7 +503,6 @@ def validate(cfg: DictConfig) -> None:
     _check(r.warmup_steps >= 0, "runner.warmup_steps", r.warmup_steps, "an integer >= 0")
     for key in ("eval_interval", "log_interval", "checkpoint_interval"):
         _check(r[key] >= 1, f"runner.{key}", r[key], "an integer >= 1 (env steps)")
-    _check(r.eval_mode in EVAL_MODES, "runner.eval_mode", r.eval_mode, " | ".join(EVAL_MODES))
     _check(
         r.max_minutes >= 0,
         "runner.max_minutes",

@@ -19,13 +19,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from meow_isaac.descriptions import AssetError, find_wheel
+from meow_isaac.robots import allegro, anymal_c
+from meow_isaac.robots.allegro import ALLEGRO
+from meow_isaac.robots.allegro import CUBE as DEX_CUBE
+from meow_isaac.robots.anymal_c import USD as ANYMAL_C
+
 GROUND = "Isaac/IsaacLab/Environments/Grid/default_ground_plane_checker_v1/default_ground_plane.usda"
 ANT = "Isaac/Robots/IsaacSim/Ant/ant_instanceable.usd"
 HUMANOID = "Isaac/Robots/IsaacSim/Humanoid/humanoid_instanceable.usd"
-ANYMAL_C = "Isaac/IsaacLab/Robots/ANYbotics/ANYmal-C/anymal_c.usd"
 ARROW = "Isaac/Props/UIElements/arrow_x.usd"
-ALLEGRO = "Isaac/Robots/WonikRobotics/AllegroHand/allegro_hand_instanceable.usd"
-DEX_CUBE = "Isaac/Props/Blocks/DexCube/dex_cube_instanceable.usd"
 
 _GROUND_USDA = """#usda 1.0
 (
@@ -102,10 +105,6 @@ BUILDABLE = tuple(LABELS)
 """The asset-root files :func:`build_local_asset_root` can write (paths relative to the root)."""
 
 
-class AssetError(FileNotFoundError):
-    """A USD file a task needs is not under the asset root."""
-
-
 def _newton_assets() -> Path:
     try:
         import newton.examples
@@ -131,15 +130,11 @@ def _humanoid_usda(text: str) -> str:
 def described_robots() -> dict[str, Any]:
     """``{asset-root file: module}`` of the robots built from description wheels; each module
     has ``SOURCE`` (a :class:`meow_isaac.descriptions.Source`) and ``build_usda() -> str``."""
-    from meow_isaac.robots import allegro, anymal_c  # not at the top: the robot modules import this one
-
     return {ANYMAL_C: anymal_c, ALLEGRO: allegro}
 
 
 def description_missing(rel: str) -> AssetError | None:
     """Why ``rel`` cannot be built here (its robot's description wheel is absent), or None."""
-    from meow_isaac.descriptions import find_wheel
-
     robot = described_robots().get(rel)
     if robot is None:
         return None
@@ -246,6 +241,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from meow_isaac import assets  # the imported module: its AssetError is the one the robot builders raise
-
-    sys.exit(assets.main())
+    sys.exit(main())

@@ -5,10 +5,10 @@
 - ``--algo ppo``: rsl-rl-lib's PPO through Isaac Lab's own ``isaaclab train --rl_library rsl_rl``
   with the task's rsl_rl settings.
 
-:data:`BASELINES` offers them to :mod:`meow.baselines` through its entry point group
+:data:`BASELINES` offers them to :mod:`meow_baselines.registry` through its entry point group
 (``meow.baselines``, entry ``isaaclab``: this package's env kind). They write their libraries'
 own log layout (``logs/rsl_rl/...``, ``logs/rl_games/...``) live; ``scripts/compare.py`` reads
-the return and throughput they log under MEow's names (:func:`meow.baselines.library_layout`),
+the return and throughput they log under MEow's names (:func:`meow_compare.curves.library_layout`),
 so every run reads alike, a stopped one included.
 """
 
@@ -26,7 +26,7 @@ import threading
 import time
 from pathlib import Path
 
-from meow.baselines import BaselineError
+from meow_baselines import BaselineError
 
 
 def isaaclab_cli() -> str:
@@ -166,4 +166,4 @@ def run_isaaclab_baseline(
 
 
 BASELINES = {algo: functools.partial(run_isaaclab_baseline, algo) for algo in ("sac", "ppo")}
-"""``--algo`` values on Isaac tasks and their trainers (:data:`meow.baselines.Trainer`)."""
+"""``--algo`` values on Isaac tasks and their trainers (:data:`meow_baselines.registry.Trainer`)."""

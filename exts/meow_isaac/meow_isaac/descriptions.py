@@ -19,7 +19,11 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from meow_isaac.assets import AssetError
+
+class AssetError(FileNotFoundError):
+    """A USD file a task needs is not under the asset root, or cannot be built (re-exported by
+    :mod:`meow_isaac.assets`)."""
+
 
 WHEELS_ENV = "MEOW_ISAAC_WHEELS"
 """Environment variable naming the folder that holds the description wheels."""
@@ -43,16 +47,12 @@ class Source:
         return f"pip download --no-deps --only-binary=:all: {self.package}=={self.version} -d {wheel_dir()}"
 
 
-SOURCES: dict[str, Source] = {}
-"""The description packages by name; each robot's builder adds its own with :func:`source`."""
-
-
-def source(package: str, version: str, licence: str) -> Source:
-    """Declares (once) that a builder reads from ``package==version``; returns its :class:`Source`."""
-    found = SOURCES.setdefault(package, Source(package, version, licence))
-    if found.version != version:
-        raise ValueError(f"{package} declared at {found.version} and at {version}; pick one version")
-    return found
+GENESIS_WORLD = Source("genesis-world", "1.4.5", "BSD-3-Clause")
+"""ANYbotics' ANYmal-C URDF (:mod:`meow_isaac.robots.anymal_c`)."""
+EXAMPLE_ROBOT_DATA = Source("example-robot-data", "6.0.0", "BSD-3-Clause")
+"""Wonik's right Allegro hand URDF (:mod:`meow_isaac.robots.allegro`)."""
+SOURCES: dict[str, Source] = {src.package: src for src in (GENESIS_WORLD, EXAMPLE_ROBOT_DATA)}
+"""The description packages the robot builders read, by name."""
 
 
 def wheel_dir() -> Path:
@@ -94,11 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv not in ([], ["--pip-args"]):
         print("usage: python -m meow_isaac.descriptions [--pip-args]", file=sys.stderr)
         return 2
-    from meow_isaac import descriptions  # under `python -m` this file runs as another module, __main__
-    from meow_isaac.assets import described_robots
-
-    described_robots()  # imports the robot builders, which declare their sources there
-    sources = list(descriptions.SOURCES.values())
+    sources = list(SOURCES.values())
     if argv:
         print("\n".join(f"{src.package}=={src.version}" for src in sources))
         return 0

@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from meow.utils.checks import check_choice
+
 CAPTURE_MODES = ("auto", "none", "compile", "cudagraph")
 """``algo.capture``: how the update (and ``act``) run. ``auto`` = cudagraph on CUDA; on the CPU compile
 for runs of :data:`AUTO_COMPILE_MIN_UPDATES` updates or more, none for shorter ones."""
@@ -74,8 +76,7 @@ def resolve_capture(capture: str, device: torch.device | str, updates: int | Non
     :data:`AUTO_COMPILE_MIN_UPDATES` updates, else ``none``.
     """
     device = torch.device(device)
-    if capture not in CAPTURE_MODES:
-        raise ValueError(f"algo.capture={capture} is invalid; valid: {' | '.join(CAPTURE_MODES)}")
+    check_choice("algo.capture", capture, CAPTURE_MODES)
     if capture == "auto":
         if device.type == "cuda":
             return "cudagraph"
@@ -97,10 +98,7 @@ def set_matmul_precision(precision: str, device: torch.device | str) -> None:
     ``precision`` is unknown, or is ``tf32`` off CUDA.
     """
     device = torch.device(device)
-    if precision not in MATMUL_PRECISIONS:
-        raise ValueError(
-            f"algo.matmul_precision={precision} is invalid; valid: {' | '.join(MATMUL_PRECISIONS)}"
-        )
+    check_choice("algo.matmul_precision", precision, MATMUL_PRECISIONS)
     if precision == "tf32" and device.type != "cuda":
         raise ValueError(
             f"algo.matmul_precision=tf32 needs a CUDA device (TF32 runs on its tensor cores), but the "

@@ -2,9 +2,10 @@
 
 A kind (``env.kind`` in a task file) knows how to create its environments and everything a run
 of it needs beyond the core: task files it ships, overrides meant for its own config system,
-files written beside a run. (Baselines are not part of it: :mod:`meow.baselines` finds them
-through entry points of their own.) The core knows only :class:`EnvKind`; a package adds a
-simulator by subclassing it and naming the class in its metadata::
+files written beside a run. (Baselines are not part of it: :mod:`meow_baselines.registry`,
+outside the core, finds them through entry points of their own.) The core knows only
+:class:`EnvKind`; a package adds a simulator by subclassing it and naming the class in its
+metadata::
 
     [project.entry-points."meow.envs"]
     mysim = "mysim_meow.kind:MySimKind"

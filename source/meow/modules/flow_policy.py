@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from meow.flows import AdditiveCoupling, StateScaling, TanhSquash, Transform
 from meow.nn.layers import EnsembleMLP
+from meow.utils.checks import check_choice
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -92,15 +93,10 @@ class FlowPolicy(nn.Module):
         head_norm: str = "none",
     ) -> None:
         super().__init__()
-        if shift_scale not in SHIFT_SCALES:
-            raise ValueError(f"shift_scale={shift_scale} is invalid; valid: {' | '.join(SHIFT_SCALES)}")
+        check_choice("shift_scale", shift_scale, SHIFT_SCALES)
         self.shift_scale = shift_scale
-        if coupling_bias not in COUPLING_BIASES:
-            raise ValueError(
-                f"coupling_bias={coupling_bias} is invalid; valid: {' | '.join(COUPLING_BIASES)}"
-            )
-        if q_dropout not in Q_DROPOUTS:
-            raise ValueError(f"q_dropout={q_dropout} is invalid; valid: {' | '.join(Q_DROPOUTS)}")
+        check_choice("coupling_bias", coupling_bias, COUPLING_BIASES)
+        check_choice("q_dropout", q_dropout, Q_DROPOUTS)
         self.q_dropout = q_dropout
         # without dropout every head's pass through the couplings is the same: one pass serves all
         self._pass_per_head = q_dropout == "per_head" and dropout > 0.0 and num_shift_heads > 1

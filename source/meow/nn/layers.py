@@ -7,6 +7,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from meow.utils.checks import check_choice
+
 
 class Swish(nn.Module):
     """``x * sigmoid(beta * x)`` with one learnable ``beta`` per unit (initialised to 1).
@@ -77,8 +79,7 @@ LayerNorm also with a bias)."""
 def hidden_norm(kind: str, width: int, heads: int | None = None) -> nn.Module | None:
     """The normalisation module ``kind`` (:data:`HIDDEN_NORMS`) over ``width`` features; ``heads``:
     one gain (and bias) per head for inputs shaped ``(heads, B, width)``. None for ``none``."""
-    if kind not in HIDDEN_NORMS:
-        raise ValueError(f"norm={kind} is invalid; valid: {' | '.join(HIDDEN_NORMS)}")
+    check_choice("norm", kind, HIDDEN_NORMS)
     if kind == "none":
         return None
     return HeadNorm(width, heads or 1, rms=kind == "rms")

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from meow.envs.protocol import VecEnv
 from meow.modules import FlowPolicy
+from meow.utils.checks import check_choice
 from meow.utils.seeding import isolated_rng
 
 EVAL_MODES = ("deterministic", "stochastic", "both")
@@ -20,8 +21,7 @@ per eval env, from the same start states)."""
 
 def eval_passes(eval_mode: str) -> tuple[bool, ...]:
     """The ``deterministic`` flags of the passes that ``eval_mode`` runs, deterministic first."""
-    if eval_mode not in EVAL_MODES:
-        raise ValueError(f"runner.eval_mode={eval_mode} is invalid; valid: {' | '.join(EVAL_MODES)}")
+    check_choice("runner.eval_mode", eval_mode, EVAL_MODES)
     return {"deterministic": (True,), "stochastic": (False,), "both": (True, False)}[eval_mode]
 
 

@@ -47,13 +47,15 @@ from pathlib import Path
 import numpy as np
 
 from meow_isaac import descriptions
-from meow_isaac.assets import ALLEGRO, AssetError
-from meow_isaac.assets import DEX_CUBE as CUBE
+from meow_isaac.descriptions import AssetError
 
+ALLEGRO = "Isaac/Robots/WonikRobotics/AllegroHand/allegro_hand_instanceable.usd"
+CUBE = "Isaac/Props/Blocks/DexCube/dex_cube_instanceable.usd"
 PATHS = (ALLEGRO, CUBE)
+"""Where Isaac Lab's Allegro configs read the hand and the cube, relative to the asset root."""
 """The asset-root files of the Allegro task (paths relative to the root)."""
 
-SOURCE = descriptions.source("example-robot-data", "6.0.0", "BSD-3-Clause")
+SOURCE = descriptions.EXAMPLE_ROBOT_DATA
 URDF = "cmeel.prefix/share/example-robot-data/robots/allegro_hand_description/urdf/allegro_right_hand.urdf"
 """Wonik's right hand inside :data:`SOURCE`'s wheel."""
 

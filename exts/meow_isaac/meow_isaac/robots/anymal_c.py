@@ -7,7 +7,7 @@ the 17 bodies of :data:`BODIES` as direct children of the robot prim, the articu
 ``base`` with a floating base, the 12 revolute joints of :data:`JOINTS` and each FOOT fixed to
 its SHANK. The merged masses, centres of mass and inertias are those of NVIDIA's
 ``anymal_c.usd``. :func:`meow_isaac.assets.build_local_asset_root` writes the file where Isaac
-Lab's ``ANYMAL_C_CFG`` reads it (:data:`meow_isaac.assets.ANYMAL_C`); :func:`use_available_actuator`
+Lab's ``ANYMAL_C_CFG`` reads it (:data:`USD`); :func:`use_available_actuator`
 runs the legs on Isaac Lab's DC-motor model when the actuator network file is not there.
 
 Deviations from NVIDIA's ``anymal_c.usd``:
@@ -39,9 +39,11 @@ from typing import Any
 import numpy as np
 
 from meow_isaac import descriptions
-from meow_isaac.assets import AssetError
+from meow_isaac.descriptions import AssetError
 
-SOURCE = descriptions.source("genesis-world", "1.4.5", "BSD-3-Clause")
+SOURCE = descriptions.GENESIS_WORLD
+USD = "Isaac/IsaacLab/Robots/ANYbotics/ANYmal-C/anymal_c.usd"
+"""Where Isaac Lab's ``ANYMAL_C_CFG`` reads the robot, relative to the asset root."""
 URDF = "genesis/assets/urdf/anymal_c/urdf/anymal_c.urdf"
 """ANYbotics' ANYmal-C description inside :data:`SOURCE`'s wheel."""
 ACTUATOR_NET = "ActuatorNets/ANYbotics/anydrive_3_lstm_jit.pt"

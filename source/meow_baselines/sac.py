@@ -1,104 +1,23 @@
-"""Baselines from the real libraries, started by ``scripts/train.py --algo sac|ppo``.
+"""``--algo sac`` on Gymnasium tasks: Stable-Baselines3's SAC (its defaults: [256, 256] networks,
+lr 3e-4, buffer 1e6, learned temperature), logging MEow's metric names live, with checkpoints that
+``scripts/train.py --resume`` continues.
 
-- ``--algo sac`` on Gymnasium tasks: Stable-Baselines3's SAC (its defaults: [256, 256] networks,
-  lr 3e-4, buffer 1e6, learned temperature), logging MEow's metric names live.
-- packages add the baselines of their env kinds through the ``meow.baselines`` entry points
-  (:data:`ENTRY_POINT_GROUP`); the Isaac Lab extension runs rl-games' SAC and rsl_rl's PPO
-  (``meow_isaac.baselines``).
-
-Baselines are kept apart from the env kinds (:mod:`meow.envs`): a kind only makes environments,
-and this module needs nothing of the env registry, so neither imports the other.
-
-Baselines that write their library's own log layout are read through :func:`library_layout`:
-``scripts/compare.py`` and ``tools/experiments.py`` see the return and throughput those
-libraries log live under MEow's names (``charts/episodic_return``, ``charts/SPS``, x axis in env
-steps), so every run reads alike, a stopped one included.
+Stable-Baselines3 is imported when a run starts, not with this module: ``scripts/train.py`` reads
+:data:`SAC_FORMAT` from it to tell a SAC checkpoint given to ``--resume`` (the ``baselines``
+extra installs the library).
 """
 
 from __future__ import annotations
 
-import re
 import time
-from collections.abc import Callable, Mapping
-from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
 
+from meow_baselines import BaselineError, BaselineInterrupted
 
-class BaselineError(ValueError):
-    """A baseline that does not exist for this task, or a library run that failed."""
-
-
-ENTRY_POINT_GROUP = "meow.baselines"
-"""Python entry point group of the baselines packages add: the entry's name is an ``env.kind``,
-its object a mapping ``{--algo value: trainer}`` (:data:`Trainer`), e.g.::
-
-    [project.entry-points."meow.baselines"]
-    mysim = "mysim_meow.baselines:BASELINES"
-"""
-
-Trainer = Callable[[Any, int | None, float | None], Path]
-"""``trainer(cfg, max_iterations, deadline)``: trains on the task of ``cfg`` and returns the run
-directory. ``max_iterations``: ``--max_iterations`` as given (None: ``runner.total_steps`` decides),
-for libraries that count iterations of their own; ``deadline``: ``time.monotonic()`` at which
-training ends as if it had reached its steps (``runner.max_minutes``)."""
-
-
-LIBRARY_TAGS = {
-    "rsl_rl": {"Train/mean_reward": "charts/episodic_return", "Perf/total_fps": "charts/SPS"},
-    "rl_games": {
-        "rewards/step": "charts/episodic_return",
-        "performance/step_inference_rl_update_fps": "charts/SPS",
-    },
-}
-"""The scalars each library writes live (its own names) that mean MEow's training return and
-throughput."""
-
-
-def _setting(path: Path, key: str) -> int | None:
-    """The first integer ``key: N`` of a YAML file Isaac Lab dumped (read as text: its dumps hold
-    Python-specific tags that a safe YAML loader rejects)."""
-    try:
-        text = path.read_text()
-    except OSError:
-        return None
-    match = re.search(rf"^\s*{re.escape(key)}:\s*(\d+)\s*$", text, flags=re.MULTILINE)
-    return int(match.group(1)) if match else None
-
-
-def library_layout(run: Path) -> tuple[dict[str, str], int | None] | None:
-    """For a folder of TensorBoard files that rsl_rl or rl-games wrote under Isaac Lab's
-    ``isaaclab train``: ``({library tag: MEow tag}, env steps per logged step)`` (None: its steps
-    are env steps already); None for any other run.
-
-    rsl_rl logs per iteration; iteration ``i`` ends at ``(i + 1) x num_steps_per_env x num_envs``
-    env steps (both read from the ``params/`` Isaac Lab saves beside the logs). rl-games logs
-    ``summaries/`` with env steps as x. The libraries write these while they train, so a run
-    stopped at any point has its curve.
-    """
-    if (run / "params" / "agent.yaml").is_file():
-        per_env = _setting(run / "params" / "agent.yaml", "num_steps_per_env")
-        envs = _setting(run / "params" / "env.yaml", "num_envs")
-        if per_env and envs:
-            return LIBRARY_TAGS["rsl_rl"], per_env * envs
-    if run.name == "summaries" and (run.parent / "params" / "agent.yaml").is_file():
-        return LIBRARY_TAGS["rl_games"], None
-    return None
-
-
-# ------------------------------------------------------------------ Gymnasium: SB3 SAC
 SAC_FORMAT = "meow-sb3-sac/1"
 """``format`` of an SB3 SAC checkpoint (``model_<step>.pt`` of a ``--algo sac`` run)."""
 
 _SAC_BUFFER_FIELDS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
-
-
-class BaselineInterrupted(Exception):
-    """SIGINT/SIGTERM stopped a baseline run after it saved a checkpoint (``path``, ``step``)."""
-
-    def __init__(self, path: Path, step: int) -> None:
-        super().__init__(f"interrupted at env step {step:,}; saved {path}")
-        self.path, self.step = path, step
 
 
 def train_sb3_sac(cfg, run_dir: Path, resume: dict | None = None, deadline: float | None = None) -> Path:
@@ -327,8 +246,9 @@ def _load_sac(model, ckpt: dict, buffer_path: Path, set_rng_state) -> None:
 def train_gymnasium_sac(
     cfg, max_iterations: int | None = None, deadline: float | None = None, run_dir=None, resume=None
 ) -> Path:
-    """The core's baseline (:data:`Trainer`): SB3 SAC for ``runner.total_steps`` env steps on one
-    environment; returns the run directory (``<log_dir>/sac/<task>/<timestamp>`` unless ``run_dir``).
+    """The baseline of Gymnasium tasks (:data:`meow_baselines.registry.Trainer`): SB3 SAC for
+    ``runner.total_steps`` env steps on one environment; returns the run directory
+    (``<log_dir>/sac/<task>/<timestamp>`` unless ``run_dir``).
 
     ``max_iterations`` is not read: SB3 steps one environment, so ``--max_iterations`` has already
     become ``runner.total_steps`` (:func:`meow.config.env_steps`). ``resume``: a checkpoint from
@@ -345,68 +265,3 @@ def train_gymnasium_sac(
         stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
         run_dir = Path(cfg.runner.log_dir) / "sac" / cfg.env.id / stamp
     return train_sb3_sac(cfg, Path(run_dir), resume, deadline=deadline).parent
-
-
-_CORE_BASELINES: dict[str, dict[str, Trainer]] = {"gymnasium": {"sac": train_gymnasium_sac}}
-"""The baselines the core itself offers, by env kind."""
-
-
-def baselines_of(kind: str) -> Mapping[str, Trainer]:
-    """``{algo: trainer}`` for tasks of ``env.kind`` ``kind``: the core's, or an installed package's."""
-    if kind in _CORE_BASELINES:
-        return _CORE_BASELINES[kind]
-    found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == kind]
-    if not found:
-        return {}
-    try:
-        return found[0].load()
-    except ImportError as err:
-        raise BaselineError(
-            f"the baselines of env.kind={kind} ({found[0].value}) cannot be imported: {err}"
-        ) from None
-
-
-def offered_baselines() -> list[str]:
-    """``"<algo> (<kind> tasks)"`` for every baseline this process can run (a package that fails
-    to import adds none)."""
-    kinds = sorted({*_CORE_BASELINES, *(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))})
-    offered = []
-    for kind in kinds:
-        try:
-            offered += [f"{algo} ({kind} tasks)" for algo in baselines_of(kind)]
-        except BaselineError:
-            continue
-    return offered
-
-
-def run_baseline(
-    algo: str,
-    cfg,
-    max_iterations: int | None = None,
-    run_dir: Path | None = None,
-    resume: dict | None = None,
-    deadline: float | None = None,
-) -> Path:
-    """Trains baseline ``algo`` on the task of ``cfg``; returns its run directory.
-
-    ``cfg.runner.total_steps`` is used as it is (``scripts/train.py`` sets it, from
-    ``--max_iterations`` too); ``max_iterations`` is passed on to the trainer (:data:`Trainer`).
-    ``run_dir`` (instead of ``<log_dir>/sac/<task>/<timestamp>``) and ``resume`` (a checkpoint
-    from :func:`read_sac_checkpoint`) are for SB3 SAC on Gymnasium tasks, the baseline that
-    writes checkpoints. ``deadline``: ``time.monotonic()`` at which training ends as if it had
-    reached its steps (the wall-clock budget ``runner.max_minutes``).
-    """
-    trainer = baselines_of(cfg.env.kind).get(algo)
-    if trainer is None:
-        raise BaselineError(
-            f"--algo {algo} is not available for {cfg.env.id} ({cfg.env.kind} task); "
-            f"valid: {', '.join(offered_baselines()) or 'none installed'}"
-        )
-    if trainer is train_gymnasium_sac:
-        return train_gymnasium_sac(cfg, max_iterations, deadline, run_dir=run_dir, resume=resume)
-    if run_dir is not None or resume is not None:
-        raise BaselineError(
-            f"--run_dir and --resume are not available for --algo {algo} on {cfg.env.id}; "
-            "valid: MEow, or --algo sac on Gymnasium tasks"
-        )
-    return trainer(cfg, max_iterations, deadline)

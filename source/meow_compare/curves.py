@@ -3,19 +3,21 @@
 Used by ``scripts/compare.py`` (a command) and ``tools/experiments.py`` (grid reports). A run
 directory is any folder that directly holds TensorBoard event files. Runs of the baseline
 libraries (rsl_rl, rl-games) are read from the scalars those libraries log, under MEow's names
-(:func:`meow.baselines.library_layout`).
+(:func:`library_layout`): every run reads alike, a stopped one included.
+
+matplotlib (:func:`plot`) and scipy (:func:`band`'s interval) are imported where they are used:
+the ``compare`` extra installs them.
 """
 
 from __future__ import annotations
 
 import glob
 import math
+import re
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
-
-from meow.baselines import library_layout
 
 _TIME_UNITS = ((120, "seconds", 1.0), (7200, "minutes", 1 / 60), (math.inf, "hours", 1 / 3600))
 
@@ -23,6 +25,48 @@ DEFAULT_TAGS = ("eval/return_mean", "eval/stochastic_return_mean", "charts/episo
 """Tried in order for each run when no tag is asked for: MEow's deterministic evaluation, its
 stochastic evaluation (the paper's measure; alone under runner.eval_mode=stochastic), then the
 training return."""
+
+
+LIBRARY_TAGS = {
+    "rsl_rl": {"Train/mean_reward": "charts/episodic_return", "Perf/total_fps": "charts/SPS"},
+    "rl_games": {
+        "rewards/step": "charts/episodic_return",
+        "performance/step_inference_rl_update_fps": "charts/SPS",
+    },
+}
+"""The scalars each library writes live (its own names) that mean MEow's training return and
+throughput."""
+
+
+def _setting(path: Path, key: str) -> int | None:
+    """The first integer ``key: N`` of a YAML file Isaac Lab dumped (read as text: its dumps hold
+    Python-specific tags that a safe YAML loader rejects)."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    match = re.search(rf"^\s*{re.escape(key)}:\s*(\d+)\s*$", text, flags=re.MULTILINE)
+    return int(match.group(1)) if match else None
+
+
+def library_layout(run: Path) -> tuple[dict[str, str], int | None] | None:
+    """For a folder of TensorBoard files that rsl_rl or rl-games wrote under Isaac Lab's
+    ``isaaclab train``: ``({library tag: MEow tag}, env steps per logged step)`` (None: its steps
+    are env steps already); None for any other run.
+
+    rsl_rl logs per iteration; iteration ``i`` ends at ``(i + 1) x num_steps_per_env x num_envs``
+    env steps (both read from the ``params/`` Isaac Lab saves beside the logs). rl-games logs
+    ``summaries/`` with env steps as x. The libraries write these while they train, so a run
+    stopped at any point has its curve.
+    """
+    if (run / "params" / "agent.yaml").is_file():
+        per_env = _setting(run / "params" / "agent.yaml", "num_steps_per_env")
+        envs = _setting(run / "params" / "env.yaml", "num_envs")
+        if per_env and envs:
+            return LIBRARY_TAGS["rsl_rl"], per_env * envs
+    if run.name == "summaries" and (run.parent / "params" / "agent.yaml").is_file():
+        return LIBRARY_TAGS["rl_games"], None
+    return None
 
 
 class Curve(NamedTuple):
