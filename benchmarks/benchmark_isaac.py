@@ -103,7 +103,7 @@ def run_meow(args: argparse.Namespace, work: Path) -> float:
 
 
 def _isaaclab_cli() -> str:
-    from meow.baselines import BaselineError
+    from meow_baselines import BaselineError
     from meow_isaac.baselines import isaaclab_cli
 
     try:

@@ -33,7 +33,7 @@ import sys
 from pathlib import Path
 
 from meow.utils.cli import ArgumentParser, at_least, positive_number
-from meow.utils.curves import DEFAULT_TAGS, Curve, plot, read_curve, run_dirs, summary_lines
+from meow_compare.curves import DEFAULT_TAGS, Curve, plot, read_curve, run_dirs, summary_lines
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

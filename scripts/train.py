@@ -154,13 +154,16 @@ def check_run_dir(run_dir: Path, resuming: Path | None) -> None:
 
 def read_run_checkpoint(path: str) -> dict:
     """The checkpoint --resume names (a file, or a run directory's newest): MEow's or SB3 SAC's."""
-    from meow.baselines import SAC_FORMAT
     from meow.runners.checkpoint import FORMAT, CheckpointError, find_checkpoint, safe_load
 
     found = find_checkpoint(path)
     ckpt = safe_load(found)
-    if not isinstance(ckpt, dict) or ckpt.get("format") not in (FORMAT, SAC_FORMAT):
-        raise CheckpointError(f"{found} is not a MEow checkpoint (expected format '{FORMAT}')")
+    saved = ckpt.get("format") if isinstance(ckpt, dict) else None
+    if saved != FORMAT:
+        from meow_baselines.sac import SAC_FORMAT  # not MEow's: only then is the baselines package read
+
+        if saved != SAC_FORMAT:
+            raise CheckpointError(f"{found} is not a MEow checkpoint (expected format '{FORMAT}')")
     ckpt["path"] = str(found)
     return ckpt
 
@@ -208,6 +211,25 @@ def train_rl_games(cfg, ckpt: dict | None) -> int:
     return 0
 
 
+def train_baseline(args, cfg, ckpt: dict | None, deadline: float | None) -> int:
+    """--algo sac|ppo: the baseline from its own library (package ``meow_baselines``, imported only
+    here: MEow's runs never load it). Its :class:`~meow_baselines.BaselineError` is a ValueError,
+    reported as one; an interrupted SAC run saved a checkpoint and exits 130."""
+    from meow_baselines import BaselineInterrupted
+    from meow_baselines.registry import run_baseline
+
+    run_dir = Path(args.run_dir) if args.run_dir else None
+    try:
+        out = run_baseline(
+            args.algo, cfg, args.max_iterations, run_dir=run_dir, resume=ckpt, deadline=deadline
+        )
+    except BaselineInterrupted as stopped:
+        print(f"\n[meow] {stopped}")
+        return 130
+    print(f"[meow] {args.algo} baseline on {cfg.env.id}: logs in {out}")
+    return 0
+
+
 def prepare(args, dist, started: float):
     """Everything before training starts; a bad input raises ConfigError, CheckpointError, ...
 
@@ -216,18 +238,17 @@ def prepare(args, dist, started: float):
     ``started``: ``time.monotonic()`` at the command's start, from which ``runner.max_minutes``
     counts.
     """
-    from meow.baselines import SAC_FORMAT
     from meow.config import ConfigError, config_from_checkpoint, env_steps, find_task, load_config
     from meow.envs import get_kind, make_env_from_config
     from meow.runners import CheckpointError, OffPolicyRunner
-    from meow.runners.checkpoint import unfinished_saves
+    from meow.runners.checkpoint import FORMAT, unfinished_saves
     from meow.runners.off_policy_runner import budget_deadline
     from meow.utils.io import check_creatable_dir
 
     ckpt = None
     if args.resume:
         ckpt = read_run_checkpoint(args.resume)
-        saved_algo = "sac" if ckpt["format"] == SAC_FORMAT else "meow"
+        saved_algo = "meow" if ckpt["format"] == FORMAT else "sac"  # the only two it reads
         if args.algo not in (None, saved_algo):
             raise CheckpointError(f"{ckpt['path']} is a {saved_algo} run, not --algo {args.algo}")
         args.algo = saved_algo
@@ -256,15 +277,7 @@ def prepare(args, dist, started: float):
     if args.algo != "meow":
         if args.runner != "core" or args.video or dist is not None:
             raise ConfigError(f"--algo {args.algo} takes no --runner, --video or --distributed")
-        from meow.baselines import run_baseline
-
-        run_dir = Path(args.run_dir) if args.run_dir else None
-        deadline = budget_deadline(cfg.runner.max_minutes, started)
-        out = run_baseline(
-            args.algo, cfg, args.max_iterations, run_dir=run_dir, resume=ckpt, deadline=deadline
-        )
-        print(f"[meow] {args.algo} baseline on {cfg.env.id}: logs in {out}")
-        return 0
+        return train_baseline(args, cfg, ckpt, budget_deadline(cfg.runner.max_minutes, started))
     if args.runner == "rl_games":
         if args.run_dir:
             raise ConfigError("--run_dir is not available with --runner rl_games; use the core runner")
@@ -314,7 +327,6 @@ def prepare(args, dist, started: float):
 def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()  # runner.max_minutes counts from here: start-up is part of the budget
     args = parse_args(argv)
-    from meow.baselines import BaselineError, BaselineInterrupted
     from meow.config import ConfigError
     from meow.distributed import DistributedError, init_from_env
     from meow.envs import EnvKindError
@@ -331,16 +343,12 @@ def main(argv: list[str] | None = None) -> int:
                 )
             dist = init_from_env()
         prepared = prepare(args, dist, started)
-    except BaselineInterrupted as stopped:
-        print(f"\n[meow] {stopped}")
-        return 130
     except KeyboardInterrupt:  # a library's baseline run, stopped with it
         print("\n[meow] interrupted")
         return 130
     except (
         ConfigError,
         CheckpointError,
-        BaselineError,
         EnvKindError,
         MemoryError,
         ValueError,

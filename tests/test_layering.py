@@ -1,6 +1,9 @@
 """The core knows no simulator: it imports nothing from meow_isaac, and new env kinds plug in
-through the ``meow.envs`` entry points without any change to it. No module of the core or of the
-extension imports, directly or through others, a module that imports it back."""
+through the ``meow.envs`` entry points without any change to it. The core is MEow: the baselines
+(``meow_baselines``) and the curves and plots (``meow_compare``) sit beside it, and neither they
+nor the libraries only they need (matplotlib, scipy, Stable-Baselines3: extras of the package)
+are imported by it, so training MEow needs none of them. No module of the core, of those two or
+of the extension imports, directly or through others, a module that imports it back."""
 
 from __future__ import annotations
 
@@ -14,7 +17,19 @@ from script_loader import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "source" / "meow"
-SHIPPED = [ROOT / "scripts", ROOT / "benchmarks", ROOT / "tools", CORE, ROOT / "exts" / "meow_isaac"]
+SIBLINGS = [ROOT / "source" / "meow_baselines", ROOT / "source" / "meow_compare"]
+"""The packages beside the core: they import it, it never imports them."""
+OUTSIDE_THE_CORE = ("meow_baselines", "meow_compare", "matplotlib", "scipy", "stable_baselines3")
+"""Top-level packages no core module imports: the siblings, and the libraries of the extras
+``compare`` and ``baselines`` (not dependencies of the core)."""
+SHIPPED = [
+    ROOT / "scripts",
+    ROOT / "benchmarks",
+    ROOT / "tools",
+    CORE,
+    *SIBLINGS,
+    ROOT / "exts" / "meow_isaac",
+]
 """What a user runs or imports: it reaches the package as installed, never through ``sys.path``."""
 
 
@@ -78,6 +93,42 @@ def test_no_core_module_imports_the_isaac_extension():
     assert offending == []
 
 
+def _outside_the_core(path: Path) -> list[str]:
+    """``"line: module"`` of every import of ``path``, at any depth (a lazy one fails on a core
+    installed without extras all the same), of a package in :data:`OUTSIDE_THE_CORE`."""
+    return [
+        f"{line}: {name}" for line, name in _imported_modules(path) if name.split(".")[0] in OUTSIDE_THE_CORE
+    ]
+
+
+def test_no_core_module_imports_the_baselines_the_curves_or_their_libraries():
+    modules = sorted(CORE.rglob("*.py"))
+    assert len(modules) > 20 and all(folder.is_dir() for folder in SIBLINGS)
+    offending = [f"{path.relative_to(ROOT)}:{hit}" for path in modules for hit in _outside_the_core(path)]
+    assert offending == []
+
+
+def test_the_core_check_sees_the_siblings_and_their_libraries_at_any_depth(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text(
+        "import scipy.stats\n"
+        "from meow.utils.io import atomic_torch_save\n"  # the core itself
+        "from meowx import y\n"
+        "def f():\n"
+        "    from meow_baselines.sac import SAC_FORMAT\n"
+        "    import matplotlib.pyplot as plt\n"
+        "    from meow_compare import curves\n"
+        "    __import__('stable_baselines3')\n"
+    )
+    assert _outside_the_core(module) == [
+        "1: scipy.stats",
+        "5: meow_baselines.sac",
+        "6: matplotlib.pyplot",
+        "7: meow_compare",
+        "8: stable_baselines3",
+    ]
+
+
 def test_the_check_sees_an_import_inside_a_function(tmp_path):
     module = tmp_path / "m.py"
     module.write_text(
@@ -89,18 +140,38 @@ def test_the_check_sees_an_import_inside_a_function(tmp_path):
     assert [name for _, name in _imported_modules(module)] == ["meow_isaac.env", "importlib", "meow_isaac"]
 
 
-def test_importing_every_core_module_loads_no_extension():
+def test_importing_every_core_module_loads_no_extension_sibling_or_extra():
     code = (
         "import importlib, pkgutil, sys, meow\n"
         "for m in pkgutil.walk_packages(meow.__path__, 'meow.'):\n"
         "    importlib.import_module(m.name)\n"
-        "ext = ('meow_isaac', 'isaaclab', 'isaaclab_tasks')\n"
-        "print(sorted(n for n in sys.modules if n.split('.')[0] in ext))\n"
+        f"ext = ('meow_isaac', 'isaaclab', 'isaaclab_tasks', *{OUTSIDE_THE_CORE!r})\n"
+        "print(sorted({n.split('.')[0] for n in sys.modules} & set(ext)))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_meow_trains_on_a_core_installed_without_extras(tmp_path):
+    """What ``pip install .`` without extras can run: ``scripts/train.py --algo meow`` on a MuJoCo
+    task with matplotlib, scipy and Stable-Baselines3 not importable; it loads neither sibling."""
+    argv = ["--task", "Hopper-v5", "--algo", "meow", "--total_steps", "128", "runner.warmup_steps=64"]
+    argv += ["algo.batch_size=32", "env.eval_envs=0", "runner.progress=false", f"runner.log_dir={tmp_path}"]
+    code = (
+        "import runpy, sys\n"
+        "for name in ('matplotlib', 'scipy', 'stable_baselines3'):\n"
+        "    sys.modules[name] = None  # not installed: importing it raises ImportError\n"
+        f"status = runpy.run_path({str(ROOT / 'scripts' / 'train.py')!r})['main']({argv!r})\n"
+        "loaded = {n.split('.')[0] for n, m in sys.modules.items() if m is not None}\n"
+        f"print(status, sorted(loaded & set({OUTSIDE_THE_CORE!r})))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "0 []", out.stdout[-2000:]
+    (run,) = (tmp_path / "meow" / "Hopper-v5").iterdir()
+    assert (run / "model_128.pt").is_file()
 
 
 def test_an_installed_package_adds_an_env_kind_and_its_tasks(toysim):
@@ -238,10 +309,11 @@ def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
     return circles
 
 
-def test_no_import_circles_in_the_core_or_the_extension():
-    graph = _import_graph([CORE, EXTENSION])
-    assert len(graph) > 40 and {"meow.config", "meow_isaac.tasks"} <= set(graph)
+def test_no_import_circles_in_the_core_its_siblings_or_the_extension():
+    graph = _import_graph([CORE, *SIBLINGS, EXTENSION])
+    assert len(graph) > 40 and {"meow.config", "meow_isaac.tasks", "meow_baselines.registry"} <= set(graph)
     assert graph["meow_isaac.kind"] >= {"meow.envs.registry", "meow_isaac.env"}  # read at any depth
+    assert graph["meow_baselines.sac"] >= {"meow.runners.checkpoint", "meow_baselines"}
     assert [" -> ".join(circle) for circle in _circles(graph)] == []
 
 

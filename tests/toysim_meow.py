@@ -94,4 +94,4 @@ def train_toy_ppo(cfg, max_iterations, deadline) -> Path:
 
 
 BASELINES = {"ppo": train_toy_ppo}
-"""``--algo`` values on ToySim tasks (:data:`meow.baselines.Trainer`)."""
+"""``--algo`` values on ToySim tasks (:data:`meow_baselines.registry.Trainer`)."""

@@ -37,7 +37,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from meow.utils.cli import ArgumentParser, at_least
-from meow.utils.curves import Curve, plot, read_run
+from meow_compare.curves import Curve, plot, read_run
 
 ROOT = Path(__file__).resolve().parents[1]
 _CHECKPOINT = re.compile(r"model_(\d+)\.pt$")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from script_loader import load_script
 
-from meow.utils.curves import read_run
+from meow_compare.curves import read_run
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from script_loader import load_script
 
-from meow.utils.curves import Curve, band, read_curve, run_dirs, summary_lines, tail_mean, value_at
+from meow_compare.curves import Curve, band, read_curve, run_dirs, summary_lines, tail_mean, value_at
 
 ROOT = Path(__file__).resolve().parents[2]
 

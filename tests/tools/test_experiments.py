@@ -18,7 +18,7 @@ import pytest
 import yaml
 from script_loader import load_script
 
-from meow.utils.curves import read_run
+from meow_compare.curves import read_run
 
 ROOT = Path(__file__).resolve().parents[2]
 experiments = load_script("experiments")
@@ -121,7 +121,7 @@ def test_report_writes_the_csv_table_and_a_png_per_task_and_tag(smoke):
 
 
 def test_the_health_table_reads_the_critic_from_step_30k_on():
-    from meow.utils.curves import Curve
+    from meow_compare.curves import Curve
 
     def curve(tag, steps, values):
         return Curve(Path("run"), tag, steps, values, [0.0] * len(steps))

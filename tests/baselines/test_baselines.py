@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from script_loader import load_script
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 train = load_script("train")
 
 
@@ -61,8 +61,8 @@ def test_a_sac_checkpoint_restores_the_networks_optimizers_and_replay_buffer(tmp
     import torch
     from stable_baselines3 import SAC
 
-    from meow.baselines import _load_sac
     from meow.utils.seeding import set_rng_state
+    from meow_baselines.sac import _load_sac
 
     run = tmp_path / "sac"
     args = ["--task", "InvertedPendulum-v5", "--algo", "sac", "--run_dir", str(run), "--total_steps", "400"]
@@ -107,9 +107,9 @@ def test_a_sac_run_killed_mid_way_leaves_loadable_checkpoints_and_resumes_its_cu
     import sys
     import time
 
-    from meow.baselines import SAC_FORMAT
     from meow.runners.checkpoint import safe_load
-    from meow.utils.curves import read_run
+    from meow_baselines.sac import SAC_FORMAT
+    from meow_compare.curves import read_run
 
     run = tmp_path / "sac"
     args = ["--task", "InvertedPendulum-v5", "--algo", "sac", "--run_dir", str(run), "--total_steps", "1500"]
