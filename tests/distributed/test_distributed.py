@@ -82,9 +82,13 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    # A zombie has exited; only its parent has yet to collect it.
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.is_file() and stat.read_text().split(") ", 1)[1].startswith("Z"))
+    # A zombie has exited; only its parent has yet to collect it. The process may also be
+    # collected between the two looks: then /proc no longer has it.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return not state.startswith("Z")
 
 
 def _wait_training(work: Path, record: Path, proc: subprocess.Popen, timeout: float = 240) -> list[int]:
