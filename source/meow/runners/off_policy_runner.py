@@ -168,6 +168,8 @@ class OffPolicyRunner:
         self.alg = MEow.from_config(
             cfg, env.obs_dim, env.action_dim, env.num_envs, planned_updates=updates, dist=dist
         )
+        self._reward_scale = self.alg.reward_scale if cfg.algo.reward_norm else None
+        """The learner's :class:`~meow.modules.RewardScale`, which each step updates; None without one."""
         self.buffer = ReplayBuffer(
             cfg.buffer.capacity,
             env.num_envs,
@@ -226,7 +228,7 @@ class OffPolicyRunner:
             act=lambda obs: self.alg.act(obs, deterministic=True),
             max_steps=max_steps,
             latent_scale=latent_scale,
-            value_scale=self.alg.reward_scale.scale if self.cfg.algo.reward_norm else 1.0,
+            value_scale=self._reward_scale.scale if self._reward_scale is not None else 1.0,
         )
 
     def _eval_seed(self) -> int:
@@ -439,8 +441,8 @@ class OffPolicyRunner:
             on_step(result)
 
         done = result.terminated | result.truncated
-        if self.cfg.algo.reward_norm:
-            self.alg.reward_scale.update(result.rewards, done)
+        if self._reward_scale is not None:
+            self._reward_scale.update(result.rewards, done)
         self._episode_return += result.rewards
         self._episode_length += 1
         # Masked sums, not boolean indexing: no host synchronisation on GPU.
@@ -494,8 +496,8 @@ class OffPolicyRunner:
         loop.window.zero_()
         if loop.metrics:
             logged.update(self._policy_stats(loop.acted_on))
-        if self.cfg.algo.reward_norm:
-            logged["charts/reward_scale"] = self.alg.reward_scale.scale.item()
+        if self._reward_scale is not None:
+            logged["charts/reward_scale"] = self._reward_scale.scale.item()
         # Per-episode reward terms and termination causes that Isaac Lab reports.
         for tag, value in getattr(self.env, "episode_log", {}).items():
             logged[tag] = float(value)
